@@ -1,0 +1,35 @@
+//! The CustomResourceDefinitions generated from the API types.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use crate::networking;
+
+/// Versions Istio serves for its core networking kinds. The first is the
+/// storage version; all share one schema, so no conversion webhook is needed.
+const ISTIO_NETWORKING_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+
+/// Every CRD meshkeeper installs, in a stable order.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![serve_as(networking::Gateway::crd(), &ISTIO_NETWORKING_VERSIONS)]
+}
+
+/// Serves the single version a type derives under several names with the
+/// same schema. The first name is the storage version.
+fn serve_as(mut crd: CustomResourceDefinition, names: &[&str]) -> CustomResourceDefinition {
+    let Some(template) = crd.spec.versions.first().cloned() else {
+        return crd;
+    };
+    crd.spec.versions = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut v = template.clone();
+            v.name = (*name).to_string();
+            v.served = true;
+            v.storage = i == 0;
+            v
+        })
+        .collect();
+    crd
+}
