@@ -1,1 +1,218 @@
-//! e2e harness
+//! Harness for end-to-end scenarios against a real Kubernetes control plane
+//! (`e2e/bin/cluster up`, or any cluster named by `MESHKEEPER_E2E_KUBECONFIG`).
+//!
+//! Each scenario gets its own namespace, deleted when the scenario ends, and
+//! waits for conditions with a deadline ([`wait_until`]), never a fixed sleep.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// How long a scenario waits for the cluster to reach a state.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Connection to the cluster under test and the upstream client binaries.
+pub struct Harness {
+    pub client: kube::Client,
+    kubeconfig: PathBuf,
+    bin: PathBuf,
+}
+
+impl Harness {
+    /// Connects to `MESHKEEPER_E2E_KUBECONFIG`, or to the local control plane
+    /// that `e2e/bin/cluster up` started.
+    pub async fn connect() -> anyhow::Result<Self> {
+        let kubeconfig = match std::env::var_os("MESHKEEPER_E2E_KUBECONFIG") {
+            Some(p) => PathBuf::from(p),
+            None => cluster_dir().join("kubeconfig"),
+        };
+        if !kubeconfig.is_file() {
+            bail!(
+                "no cluster to test against: {} does not exist. Start the local control plane \
+                 with `e2e/bin/cluster up`, or set MESHKEEPER_E2E_KUBECONFIG to a kubeconfig",
+                kubeconfig.display()
+            );
+        }
+        let config = Kubeconfig::read_from(&kubeconfig)
+            .with_context(|| format!("reading {}", kubeconfig.display()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await?;
+        let client = kube::Client::try_from(config)?;
+        Ok(Self {
+            client,
+            kubeconfig,
+            bin: upstream_bin()?,
+        })
+    }
+
+    /// Runs the real kubectl against the cluster; fails with its stderr.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        run(
+            Command::new(self.bin.join("kubectl"))
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(args),
+            stdin,
+        )
+    }
+
+    /// A fresh namespace for one scenario, deleted when the guard drops.
+    pub async fn namespace(&self, scenario: &str) -> anyhow::Result<TestNamespace> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("e2e-{scenario}-{}-{n}", std::process::id());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"meshkeeper.io/e2e": "true"}}
+        }))?;
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        Ok(TestNamespace {
+            name,
+            kubectl: self.bin.join("kubectl"),
+            kubeconfig: self.kubeconfig.clone(),
+        })
+    }
+
+    /// Applies every CRD in `crds/generated/` (server-side, idempotent) and
+    /// waits until each is Established. Returns the CRD names.
+    pub async fn install_crds(&self) -> anyhow::Result<Vec<String>> {
+        let dir = repo_root().join("crds/generated");
+        self.kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=meshkeeper-e2e",
+                "-f",
+                &dir.to_string_lossy(),
+            ],
+            None,
+        )?;
+        let names: Vec<String> = meshkeeper_crds::crd::all()
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        let api = Api::<CustomResourceDefinition>::all(self.client.clone());
+        for name in &names {
+            wait_until(&format!("CRD {name} Established"), DEADLINE, || async {
+                let crd = api.get(name).await?;
+                Ok(crd_established(&crd).then_some(()))
+            })
+            .await?;
+        }
+        Ok(names)
+    }
+}
+
+/// Whether the API server reports the CRD's names accepted and served.
+pub fn crd_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+}
+
+/// A namespace owned by one scenario.
+pub struct TestNamespace {
+    pub name: String,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Best effort and non-blocking: the namespace controller finishes the job.
+        let _ = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Polls `check` until it yields `Some`, failing after `timeout` with the
+/// last error seen, so a timeout says what was still wrong.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::from("condition not met yet");
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => last = String::from("condition not met yet"),
+            Err(e) => last = format!("{e:#}"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    meshkeeper_testkit::repo_root()
+}
+
+/// Where `e2e/bin/cluster` keeps its state (same default as the script).
+pub fn cluster_dir() -> PathBuf {
+    std::env::var_os("MESHKEEPER_CLUSTER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("meshkeeper-cluster"))
+}
+
+/// The folder of the upstream binaries (built on first use, then cached).
+fn upstream_bin() -> anyhow::Result<PathBuf> {
+    let script = repo_root().join("e2e/bin/build-upstream");
+    let out = run(&mut Command::new(script), None)?;
+    let dir = out.lines().last().unwrap_or_default().trim();
+    if !Path::new(dir).join("kubectl").exists() {
+        bail!("build-upstream printed no folder holding kubectl (got {dir:?})");
+    }
+    Ok(PathBuf::from(dir))
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> anyhow::Result<String> {
+    use std::io::Write;
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
