@@ -153,13 +153,12 @@ where
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = String::from("condition not met yet");
     loop {
-        match check().await {
+        let last = match check().await {
             Ok(Some(v)) => return Ok(v),
-            Ok(None) => last = String::from("condition not met yet"),
-            Err(e) => last = format!("{e:#}"),
-        }
+            Ok(None) => String::from("condition not met yet"),
+            Err(e) => format!("{e:#}"),
+        };
         if tokio::time::Instant::now() >= deadline {
             bail!("timed out after {timeout:?} waiting for {what}: {last}");
         }
@@ -177,6 +176,12 @@ pub fn cluster_dir() -> PathBuf {
     std::env::var_os("MESHKEEPER_CLUSTER_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("meshkeeper-cluster"))
+}
+
+/// Runs one of the upstream binaries (`helm`, `kubectl`, ...) without a
+/// cluster; fails with its stderr.
+pub fn upstream(binary: &str, args: &[&str]) -> anyhow::Result<String> {
+    run(Command::new(upstream_bin()?.join(binary)).args(args), None)
 }
 
 /// The folder of the upstream binaries (built on first use, then cached).
@@ -215,4 +220,22 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// JSON equality with numbers compared by value: Go's JSON (the API server,
+/// Helm) writes `100.0` as `100` and `0` where Rust wrote `0.0`.
+pub fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
 }

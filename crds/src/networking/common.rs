@@ -31,12 +31,46 @@ pub struct PortSelector {
     pub number: Option<u32>,
 }
 
+/// A proto `double` kept as written: `100` stays `100` and `12.5` stays
+/// `12.5` on the way back (an `f64` would turn `100` into `100.0`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Decimal(pub serde_json::Number);
+
+impl Decimal {
+    /// The value as a float (every JSON number has one).
+    pub fn as_f64(&self) -> f64 {
+        self.0.as_f64().unwrap_or(f64::NAN)
+    }
+}
+
+impl From<f64> for Decimal {
+    /// Non-finite input (NaN, infinity) has no JSON form and becomes 0.
+    fn from(v: f64) -> Self {
+        Decimal(serde_json::Number::from_f64(v).unwrap_or_else(|| 0.into()))
+    }
+}
+
+impl JsonSchema for Decimal {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Decimal".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "number", "format": "double"})
+    }
+}
+
 /// A percentage in the range [0.0, 100.0].
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Percent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
+    pub value: Option<Decimal>,
 }
 
 /// A service port as Gateway servers and ServiceEntries declare it.
