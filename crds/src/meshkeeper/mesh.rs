@@ -251,3 +251,120 @@ pub struct RevisionSummary {
     #[serde(default)]
     pub in_use_namespaces: i32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::from_value;
+    use serde_json::json;
+
+    fn mesh(spec: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "meshkeeper.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "default"}, "spec": spec})
+    }
+
+    #[test]
+    fn full_mesh_round_trips() {
+        let doc = mesh(json!({
+            "version": "0.1.0",
+            "rootNamespace": "mesh-root",
+            "updateStrategy": {"type": "RevisionBased", "inactiveRevisionDeletionGracePeriodSeconds": 60},
+            "proxy": {
+                "image": "envoyproxy/envoy:v1.36.2",
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+                "concurrency": 2,
+                "logLevel": "warning"
+            },
+            "injection": {
+                "policy": "Disabled",
+                "neverInjectSelector": [{"matchLabels": {"job": "batch"}}],
+                "alwaysInjectSelector": [{"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]}],
+                "nativeSidecar": "True"
+            },
+            "validation": {"objectRules": "Deny", "subsetReferences": "Warn", "subsetRemoval": "Deny", "envoyFilters": "Warn"},
+            "webhook": {"replicas": 3, "failurePolicy": "Ignore", "timeoutSeconds": 5, "url": "https://127.0.0.1:9443"}
+        }));
+        let parsed: Mesh = from_value(&doc).unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), doc);
+        assert_eq!(parsed.spec.config.root_namespace(), "mesh-root");
+        assert_eq!(
+            parsed.spec.update_strategy.and_then(|u| u.kind),
+            Some(UpdateStrategyType::RevisionBased)
+        );
+    }
+
+    /// Quantities are int-or-string; an integer is read as its decimal
+    /// string (k8s-openapi's `Quantity`), the same value.
+    #[test]
+    fn quantities_take_integers_and_strings() {
+        let doc = mesh(
+            json!({"version": "0.1.0", "proxy": {"resources": {"limits": {"cpu": 1, "memory": "512Mi"}}}}),
+        );
+        let parsed: Mesh = from_value(&doc).unwrap();
+        let limits = parsed
+            .spec
+            .config
+            .proxy
+            .and_then(|p| p.resources)
+            .and_then(|r| r.limits)
+            .unwrap();
+        assert_eq!(limits["cpu"].0, "1");
+        assert_eq!(limits["memory"].0, "512Mi");
+    }
+
+    #[test]
+    fn defaults_apply_when_fields_are_absent() {
+        let parsed: Mesh = from_value(&mesh(json!({"version": "0.1.0"}))).unwrap();
+        assert_eq!(parsed.spec.config.root_namespace(), DEFAULT_ROOT_NAMESPACE);
+        assert_eq!(UpdateStrategyType::default(), UpdateStrategyType::InPlace);
+        assert_eq!(Enforcement::default(), Enforcement::Deny);
+    }
+
+    #[test]
+    fn bad_enum_and_missing_version_name_the_field() {
+        let err = from_value::<Mesh>(&mesh(
+            json!({"version": "0.1.0", "updateStrategy": {"type": "BlueGreen"}}),
+        ))
+        .unwrap_err();
+        assert_eq!(err.path(), Some("spec.updateStrategy.type"), "{err}");
+        assert!(
+            err.to_string().contains("BlueGreen") && err.to_string().contains("RevisionBased"),
+            "{err}"
+        );
+
+        let err = from_value::<Mesh>(&mesh(
+            json!({"version": "0.1.0", "validation": {"envoyFilters": "Audit"}}),
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("Audit") && err.to_string().contains("Warn"),
+            "{err}"
+        );
+
+        let err = from_value::<Mesh>(&mesh(json!({"proxy": {}}))).unwrap_err();
+        assert!(err.to_string().contains("missing field `version`"), "{err}");
+    }
+
+    #[test]
+    fn crd_is_cluster_scoped_with_printer_columns() {
+        use kube::CustomResourceExt;
+        let crd = Mesh::crd();
+        assert_eq!(crd.spec.scope, "Cluster");
+        let columns: Vec<String> = crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Version", "Revisions", "Active", "Ready", "In use", "Age"]
+        );
+        assert!(
+            crd.spec.versions[0]
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+    }
+}

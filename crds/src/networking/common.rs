@@ -119,3 +119,77 @@ pub struct PolicyTargetReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::from_value;
+    use serde_json::json;
+
+    #[test]
+    fn string_match_is_exactly_one_of_exact_prefix_regex() {
+        for (doc, expected) in [
+            (
+                json!({"exact": "jason"}),
+                StringMatch::Exact("jason".into()),
+            ),
+            (
+                json!({"prefix": "/api"}),
+                StringMatch::Prefix("/api".into()),
+            ),
+            (
+                json!({"regex": "^v[0-9]+$"}),
+                StringMatch::Regex("^v[0-9]+$".into()),
+            ),
+        ] {
+            let parsed: StringMatch = from_value(&doc).unwrap();
+            assert_eq!(parsed, expected);
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), doc);
+        }
+    }
+
+    #[test]
+    fn string_match_rejects_none_two_or_unknown_alternatives() {
+        for doc in [
+            json!({}),
+            json!({"exact": "a", "prefix": "b"}),
+            json!({"suffix": "x"}),
+            json!({"exact": 7}),
+        ] {
+            assert!(from_value::<StringMatch>(&doc).is_err(), "{doc} parsed");
+        }
+        let err = from_value::<StringMatch>(&json!({"suffix": "x"})).unwrap_err();
+        assert!(err.to_string().contains("suffix"), "{err}");
+        assert!(
+            err.to_string().contains("exact"),
+            "allowed values missing: {err}"
+        );
+    }
+
+    #[test]
+    fn decimal_keeps_the_spelling_it_was_given() {
+        for doc in [
+            json!({"value": 100}),
+            json!({"value": 12.5}),
+            json!({"value": 0.0}),
+        ] {
+            let parsed: Percent = from_value(&doc).unwrap();
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), doc);
+        }
+        let p: Percent = from_value(&json!({"value": 100})).unwrap();
+        assert_eq!(p.value.map(|d| d.as_f64()), Some(100.0));
+        assert!(from_value::<Percent>(&json!({"value": "100"})).is_err());
+    }
+
+    #[test]
+    fn port_selector_takes_a_number_only() {
+        let p: PortSelector = from_value(&json!({"number": 9080})).unwrap();
+        assert_eq!(p.number, Some(9080));
+        let err = from_value::<PortSelector>(&json!({"number": "http"})).unwrap_err();
+        assert_eq!(err.path(), Some("number"));
+        let err = from_value::<PortSelector>(&json!({"name": "http"})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `name`"), "{err}");
+        assert!(from_value::<PortSelector>(&json!({"number": -1})).is_err());
+        assert!(from_value::<PortSelector>(&json!({"number": 4294967296u64})).is_err());
+    }
+}
