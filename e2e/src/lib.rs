@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -51,6 +52,23 @@ impl Harness {
             kubeconfig,
             bin: upstream_bin()?,
         })
+    }
+
+    /// The kubeconfig of the cluster under test (for processes the tests
+    /// start, such as the webhook).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Deletes `resource`/`name` (cluster-scoped, e.g. a webhook
+    /// configuration) when the guard drops.
+    pub fn delete_on_drop(&self, resource: &str, name: &str) -> DeleteOnDrop {
+        DeleteOnDrop {
+            resource: resource.to_owned(),
+            name: name.to_owned(),
+            kubectl: self.bin.join("kubectl"),
+            kubeconfig: self.kubeconfig.clone(),
+        }
     }
 
     /// Runs the real kubectl against the cluster; fails with its stderr.
@@ -145,6 +163,33 @@ impl Drop for TestNamespace {
     }
 }
 
+/// A cluster-scoped object owned by one scenario.
+pub struct DeleteOnDrop {
+    resource: String,
+    name: String,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        // Best effort and non-blocking, as for namespaces.
+        let _ = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "delete",
+                &self.resource,
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Polls `check` until it yields `Some`, failing after `timeout` with the
 /// last error seen, so a timeout says what was still wrong.
 pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
@@ -164,6 +209,40 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The `meshkeeper-webhook` binary, built from this workspace on first use
+/// (once per test process) so a scenario always runs the current code.
+pub fn webhook_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            build_binary("meshkeeper-webhook", "meshkeeper-webhook").map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// Runs `cargo build -p <package> --bin <bin>` and returns the executable
+/// cargo reports (wherever the target folder is).
+fn build_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = run(
+        Command::new(cargo).current_dir(repo_root()).args([
+            "build",
+            "--message-format=json",
+            "-p",
+            package,
+            "--bin",
+            bin,
+        ]),
+        None,
+    )?;
+    out.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo built no executable named {bin}"))
 }
 
 /// The repository root.

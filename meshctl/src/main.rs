@@ -1,0 +1,133 @@
+//! `meshctl`: meshkeeper's command line.
+//!
+//! `meshctl kube-inject -f FILE` injects the sidecar into the workloads of a
+//! manifest offline, with the same library the webhook uses.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use meshkeeper_crds::meshkeeper::mesh::Mesh;
+use meshkeeper_crds::meshkeeper::mesh_revision::{MeshRevision, MeshRevisionSpec};
+use meshkeeper_crds::parse;
+use meshkeeper_webhook::inject::Settings;
+
+mod kube_inject;
+
+#[derive(Parser)]
+#[command(name = "meshctl", version, about = "meshkeeper's command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inject the sidecar into Pods, Deployments, StatefulSets, DaemonSets,
+    /// ReplicaSets, Jobs, CronJobs and Lists of them; other documents pass
+    /// through unchanged. Writes YAML to stdout, notes to stderr.
+    KubeInject {
+        /// Manifest to read (multi-document YAML or JSON); `-` for stdin.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// A Mesh manifest whose settings to inject with (default: built-in defaults).
+        #[arg(long)]
+        mesh: Option<PathBuf>,
+        /// Revision recorded on injected pods.
+        #[arg(long, default_value = "default")]
+        revision: String,
+        #[arg(long, default_value = meshkeeper_webhook::inject::DEFAULT_INIT_IMAGE)]
+        init_image: String,
+        #[arg(long, default_value = meshkeeper_webhook::inject::DEFAULT_PROXY_IMAGE)]
+        proxy_image: String,
+        /// Whether the target cluster runs native sidecars (Kubernetes 1.33+).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        native_sidecars_supported: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::KubeInject {
+            file,
+            mesh,
+            revision,
+            init_image,
+            proxy_image,
+            native_sidecars_supported,
+        } => {
+            let settings = settings(
+                mesh.as_deref(),
+                &revision,
+                &init_image,
+                &proxy_image,
+                native_sidecars_supported,
+            )?;
+            let text = read_input(&file)?;
+            let docs = parse::yaml_documents(&text)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let injected = kube_inject::inject_documents(docs, &settings)?;
+            for note in &injected.notes {
+                eprintln!("meshctl: {note}");
+            }
+            let yaml =
+                serde_saphyr::to_string_multiple(&injected.documents).context("writing YAML")?;
+            print!("{yaml}");
+            Ok(())
+        }
+    }
+}
+
+fn read_input(file: &std::path::Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
+    } else {
+        text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    }
+    Ok(text)
+}
+
+/// The injection settings: a Mesh manifest's, or the defaults.
+fn settings(
+    mesh: Option<&std::path::Path>,
+    revision: &str,
+    init_image: &str,
+    proxy_image: &str,
+    native_sidecars_supported: bool,
+) -> anyhow::Result<Settings> {
+    let mut spec = MeshRevisionSpec {
+        mesh: "offline".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    };
+    if let Some(path) = mesh {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let docs =
+            parse::yaml_documents(&text).with_context(|| format!("reading {}", path.display()))?;
+        let [doc] = docs.as_slice() else {
+            bail!(
+                "{} must hold exactly one Mesh, it holds {} documents",
+                path.display(),
+                docs.len()
+            );
+        };
+        let mesh: Mesh = parse::from_value(doc)
+            .with_context(|| format!("{} is not a valid Mesh", path.display()))?;
+        spec.version = mesh.spec.version;
+        spec.config = mesh.spec.config;
+    }
+    let rev = MeshRevision::new(revision, spec);
+    Ok(Settings::from_revision(
+        &rev,
+        "meshkeeper-system",
+        init_image,
+        proxy_image,
+        native_sidecars_supported,
+    ))
+}

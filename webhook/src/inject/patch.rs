@@ -1,0 +1,145 @@
+//! The JSON Patch that adds the sidecar: one targeted `add` per addition, so
+//! the patch stays small and never rewrites what the pod already has.
+
+use std::collections::BTreeMap;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What an injection added, recorded on the pod as the compact JSON value of
+/// the `meshkeeper.io/status` annotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectionStatus {
+    /// The revision whose webhook injected the pod.
+    pub revision: String,
+    pub init_containers: Vec<String>,
+    pub containers: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+/// Everything injection adds to one pod.
+#[derive(Debug, Default)]
+pub(crate) struct Additions {
+    /// Only added where the pod lacks the key.
+    pub labels: Vec<(&'static str, String)>,
+    /// Only added where the pod lacks the key.
+    pub annotations: Vec<(&'static str, String)>,
+    /// Go first, in this order, before the pod's own init containers.
+    pub init_containers: Vec<Container>,
+    /// Go after the pod's own containers.
+    pub containers: Vec<Container>,
+    pub volumes: Vec<Volume>,
+}
+
+/// Builds the patch that applies `additions` to `pod`.
+pub(crate) fn build(pod: &Pod, additions: Additions) -> Result<Patch, serde_json::Error> {
+    let mut ops = Vec::new();
+    add_map_entries(
+        &mut ops,
+        "labels",
+        pod.metadata.labels.as_ref(),
+        additions.labels,
+    );
+    add_map_entries(
+        &mut ops,
+        "annotations",
+        pod.metadata.annotations.as_ref(),
+        additions.annotations,
+    );
+    let spec = pod.spec.as_ref();
+    let init_containers = to_values(&additions.init_containers)?;
+    let containers = to_values(&additions.containers)?;
+    let volumes = to_values(&additions.volumes)?;
+    let has_init = spec.is_some_and(|s| s.init_containers.is_some());
+    let has_volumes = spec.is_some_and(|s| s.volumes.is_some());
+    prepend(&mut ops, "initContainers", has_init, init_containers);
+    append(&mut ops, "containers", true, containers);
+    append(&mut ops, "volumes", has_volumes, volumes);
+    Ok(Patch(ops))
+}
+
+fn to_values<T: Serialize>(items: &[T]) -> Result<Vec<Value>, serde_json::Error> {
+    items.iter().map(serde_json::to_value).collect()
+}
+
+fn add(ops: &mut Vec<PatchOperation>, path: PointerBuf, value: Value) {
+    ops.push(PatchOperation::Add(AddOperation { path, value }));
+}
+
+/// Adds the missing keys of a metadata map; the map itself when the pod
+/// has none (a pointer into a missing object would not apply).
+fn add_map_entries(
+    ops: &mut Vec<PatchOperation>,
+    field: &str,
+    existing: Option<&BTreeMap<String, String>>,
+    entries: Vec<(&'static str, String)>,
+) {
+    match existing {
+        None if entries.is_empty() => {}
+        None => {
+            let map: serde_json::Map<String, Value> = entries
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Value::String(v)))
+                .collect();
+            add(
+                ops,
+                PointerBuf::from_tokens(["metadata", field]),
+                Value::Object(map),
+            );
+        }
+        Some(existing) => {
+            for (key, value) in entries {
+                if !existing.contains_key(key) {
+                    // from_tokens escapes the `/` in `security.istio.io/tlsMode`.
+                    add(
+                        ops,
+                        PointerBuf::from_tokens(["metadata", field, key]),
+                        Value::String(value),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Inserts `items` at the front of `spec.<field>`, keeping their order.
+fn prepend(ops: &mut Vec<PatchOperation>, field: &str, exists: bool, items: Vec<Value>) {
+    if items.is_empty() {
+        return;
+    }
+    if !exists {
+        add(
+            ops,
+            PointerBuf::from_tokens(["spec", field]),
+            Value::Array(items),
+        );
+        return;
+    }
+    for (index, item) in items.into_iter().enumerate() {
+        let mut path = PointerBuf::from_tokens(["spec", field]);
+        path.push_back(index);
+        add(ops, path, item);
+    }
+}
+
+/// Appends `items` to `spec.<field>`.
+fn append(ops: &mut Vec<PatchOperation>, field: &str, exists: bool, items: Vec<Value>) {
+    if items.is_empty() {
+        return;
+    }
+    if !exists {
+        add(
+            ops,
+            PointerBuf::from_tokens(["spec", field]),
+            Value::Array(items),
+        );
+        return;
+    }
+    for item in items {
+        add(ops, PointerBuf::from_tokens(["spec", field, "-"]), item);
+    }
+}

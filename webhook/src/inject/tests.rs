@@ -1,0 +1,724 @@
+//! Decision rules and denials, through the public [`inject`] entry point.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use serde_json::{Value, json};
+
+use super::*;
+
+fn settings() -> Settings {
+    Settings {
+        revision: "default".into(),
+        own_namespace: "meshkeeper-system".into(),
+        policy: InjectionMode::Enabled,
+        never_inject_selector: vec![],
+        always_inject_selector: vec![],
+        native_sidecar: false,
+        proxy_image: "envoyproxy/envoy:v1.36.2".into(),
+        proxy_resources: default_proxy_resources(),
+        proxy_log_level: "warning".into(),
+        proxy_concurrency: Some(2),
+        init_image: "ghcr.io/meshkeeper/init:0.1.0".into(),
+    }
+}
+
+/// A pod with one container `app` plus the given metadata.
+fn pod(labels: Value, annotations: Value) -> Pod {
+    let mut metadata = json!({"name": "web-0"});
+    if !labels.is_null() {
+        metadata["labels"] = labels;
+    }
+    if !annotations.is_null() {
+        metadata["annotations"] = annotations;
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"containers": [{"name": "app", "image": "nginx"}]}
+    }))
+    .unwrap()
+}
+
+fn annotated(annotations: Value) -> Pod {
+    pod(Value::Null, annotations)
+}
+
+fn run_with(pod: &Pod, namespace: &str, scope: Scope, settings: &Settings) -> Outcome {
+    inject(
+        &Request {
+            pod,
+            namespace,
+            scope,
+            proxy: None,
+        },
+        settings,
+    )
+}
+
+fn run(pod: &Pod) -> Outcome {
+    run_with(pod, "shop", Scope::Namespace, &settings())
+}
+
+/// The pod after the patch, or a panic saying what the outcome was instead.
+fn injected(outcome: &Outcome, pod: &Pod) -> Value {
+    let Outcome::Injected { patch, .. } = outcome else {
+        panic!("expected an injection, got {outcome:?}");
+    };
+    let mut doc = serde_json::to_value(pod).unwrap();
+    json_patch::patch(&mut doc, patch).unwrap();
+    doc
+}
+
+fn skip_reason(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Skipped { reason, .. } => reason,
+        other => panic!("expected a skip, got {other:?}"),
+    }
+}
+
+fn denial(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Denied { message } => message,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+fn warnings(outcome: &Outcome) -> &[String] {
+    match outcome {
+        Outcome::Injected { warnings, .. } | Outcome::Skipped { warnings, .. } => warnings,
+        Outcome::Denied { .. } => &[],
+    }
+}
+
+fn selector(labels: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        match_expressions: None,
+    }
+}
+
+fn names_of(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .map(|items| items.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+// ---- whether a pod is injected -------------------------------------------
+
+#[test]
+fn label_beats_annotation() {
+    let mut disabled = settings();
+    disabled.policy = InjectionMode::Disabled;
+
+    let opted_out = pod(
+        json!({(names::INJECT): "false"}),
+        json!({(names::INJECT): "true"}),
+    );
+    let reason = skip_reason(&run(&opted_out)).to_owned();
+    assert!(
+        reason.contains("label") && reason.contains("false"),
+        "{reason}"
+    );
+
+    let opted_in = pod(
+        json!({(names::INJECT): "true"}),
+        json!({(names::INJECT): "false"}),
+    );
+    let outcome = run_with(&opted_in, "shop", Scope::Namespace, &disabled);
+    injected(&outcome, &opted_in);
+}
+
+#[test]
+fn annotation_decides_without_label() {
+    let mut disabled = settings();
+    disabled.policy = InjectionMode::Disabled;
+    let opted_in = annotated(json!({(names::INJECT): "true"}));
+    injected(
+        &run_with(&opted_in, "shop", Scope::Namespace, &disabled),
+        &opted_in,
+    );
+
+    let opted_out = annotated(json!({(names::INJECT): "false"}));
+    let reason = skip_reason(&run(&opted_out)).to_owned();
+    assert!(reason.contains("annotation"), "{reason}");
+}
+
+#[test]
+fn other_values_are_ignored_with_a_warning() {
+    // Label "yes": ignored, so the annotation decides; warned about.
+    let p = pod(
+        json!({(names::INJECT): "yes"}),
+        json!({(names::INJECT): "false"}),
+    );
+    let outcome = run(&p);
+    skip_reason(&outcome);
+    let w = warnings(&outcome);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("label")
+            && w[0].contains(names::INJECT)
+            && w[0].contains("\"yes\"")
+            && w[0].contains("true or false"),
+        "{w:?}"
+    );
+
+    // Annotation "TRUE" alone: ignored, policy Enabled injects, warned about.
+    let p = annotated(json!({(names::INJECT): "TRUE"}));
+    let outcome = run(&p);
+    injected(&outcome, &p);
+    let w = warnings(&outcome);
+    assert!(
+        w.len() == 1 && w[0].contains("annotation") && w[0].contains("\"TRUE\""),
+        "{w:?}"
+    );
+
+    // Under Disabled the ignored value does not opt in.
+    let mut disabled = settings();
+    disabled.policy = InjectionMode::Disabled;
+    let outcome = run_with(&p, "shop", Scope::Namespace, &disabled);
+    assert!(skip_reason(&outcome).contains("Disabled"));
+    assert_eq!(warnings(&outcome).len(), 1);
+}
+
+#[test]
+fn policy_applies_when_the_pod_does_not_choose() {
+    let p = pod(Value::Null, Value::Null);
+    injected(&run(&p), &p);
+    let mut disabled = settings();
+    disabled.policy = InjectionMode::Disabled;
+    let reason = skip_reason(&run_with(&p, "shop", Scope::Namespace, &disabled)).to_owned();
+    assert!(reason.contains("policy is Disabled"), "{reason}");
+}
+
+#[test]
+fn never_inject_selector_skips_unless_the_pod_opts_in() {
+    let mut s = settings();
+    s.never_inject_selector = vec![selector(&[("job", "batch")])];
+    let batch = pod(json!({"job": "batch"}), Value::Null);
+    let reason = skip_reason(&run_with(&batch, "shop", Scope::Namespace, &s)).to_owned();
+    assert!(reason.contains("neverInjectSelector[0]"), "{reason}");
+
+    let other = pod(json!({"job": "web"}), Value::Null);
+    injected(&run_with(&other, "shop", Scope::Namespace, &s), &other);
+
+    let insisting = pod(
+        json!({"job": "batch", (names::INJECT): "true"}),
+        Value::Null,
+    );
+    injected(
+        &run_with(&insisting, "shop", Scope::Namespace, &s),
+        &insisting,
+    );
+}
+
+#[test]
+fn always_inject_selector_overrides_disabled_policy_but_not_opt_out_or_never() {
+    let mut s = settings();
+    s.policy = InjectionMode::Disabled;
+    s.always_inject_selector = vec![LabelSelector {
+        match_labels: None,
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "tier".into(),
+            operator: "In".into(),
+            values: Some(vec!["web".into()]),
+        }]),
+    }];
+    let web = pod(json!({"tier": "web"}), Value::Null);
+    injected(&run_with(&web, "shop", Scope::Namespace, &s), &web);
+
+    let refusing = pod(json!({"tier": "web"}), json!({(names::INJECT): "false"}));
+    skip_reason(&run_with(&refusing, "shop", Scope::Namespace, &s));
+
+    s.never_inject_selector = vec![selector(&[("tier", "web")])];
+    let reason = skip_reason(&run_with(&web, "shop", Scope::Namespace, &s)).to_owned();
+    assert!(
+        reason.contains("neverInjectSelector"),
+        "never is checked first: {reason}"
+    );
+}
+
+#[test]
+fn empty_and_invalid_selectors_match_nothing() {
+    let mut s = settings();
+    s.never_inject_selector = vec![
+        LabelSelector::default(),
+        LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "a".into(),
+                operator: "Bogus".into(),
+                values: None,
+            }]),
+        },
+    ];
+    let p = pod(json!({"a": "b"}), Value::Null);
+    injected(&run_with(&p, "shop", Scope::Namespace, &s), &p);
+
+    s.policy = InjectionMode::Disabled;
+    s.never_inject_selector = vec![];
+    s.always_inject_selector = vec![LabelSelector::default()];
+    skip_reason(&run_with(&p, "shop", Scope::Namespace, &s));
+}
+
+#[test]
+fn system_and_own_namespaces_are_skipped() {
+    let p = annotated(json!({(names::INJECT): "true"}));
+    for ns in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "meshkeeper-system",
+    ] {
+        let reason = skip_reason(&run_with(&p, ns, Scope::Namespace, &settings())).to_owned();
+        assert!(reason.contains(ns), "{ns}: {reason}");
+    }
+}
+
+#[test]
+fn request_namespace_falls_back_to_the_pods() {
+    let mut p = pod(Value::Null, Value::Null);
+    p.metadata.namespace = Some("kube-system".into());
+    let reason = skip_reason(&run_with(&p, "", Scope::Namespace, &settings())).to_owned();
+    assert!(reason.contains("kube-system"), "{reason}");
+}
+
+#[test]
+fn host_network_pods_are_skipped() {
+    let mut p = pod(json!({(names::INJECT): "true"}), Value::Null);
+    if let Some(spec) = p.spec.as_mut() {
+        spec.host_network = Some(true);
+    }
+    assert!(skip_reason(&run(&p)).contains("hostNetwork"));
+}
+
+#[test]
+fn injected_pods_are_skipped() {
+    let p = pod(Value::Null, Value::Null);
+    let out: Pod = serde_json::from_value(injected(&run(&p), &p)).unwrap();
+    assert_eq!(
+        skip_reason(&run(&out)),
+        "already injected (annotation meshkeeper.io/status present)"
+    );
+
+    // Containers without the status annotation (someone removed it): still
+    // never duplicated.
+    let mut stripped = out.clone();
+    stripped.metadata.annotations = None;
+    assert_eq!(
+        skip_reason(&run(&stripped)),
+        "already injected (pod has container meshkeeper-init)"
+    );
+
+    let istio = annotated(json!({(names::ISTIO_STATUS): "{}"}));
+    assert!(skip_reason(&run(&istio)).contains("Istio"));
+}
+
+#[test]
+fn pods_without_containers_are_skipped_not_panicking() {
+    let no_spec: Pod = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    assert_eq!(skip_reason(&run(&no_spec)), "pod has no containers");
+    let empty: Pod = serde_json::from_value(json!({"spec": {"containers": []}})).unwrap();
+    assert_eq!(skip_reason(&run(&empty)), "pod has no containers");
+    assert_eq!(skip_reason(&run(&Pod::default())), "pod has no containers");
+}
+
+#[test]
+fn object_scope_needs_the_pod_to_opt_in() {
+    let s = settings();
+    let plain = pod(Value::Null, Value::Null);
+    let reason = skip_reason(&run_with(&plain, "shop", Scope::Object, &s)).to_owned();
+    assert!(reason.contains("did not opt in"), "{reason}");
+
+    let by_label = pod(json!({(names::INJECT): "true"}), Value::Null);
+    injected(&run_with(&by_label, "shop", Scope::Object, &s), &by_label);
+
+    let by_revision = pod(json!({(names::REVISION): "default"}), Value::Null);
+    injected(
+        &run_with(&by_revision, "shop", Scope::Object, &s),
+        &by_revision,
+    );
+
+    // The revision label selects the webhook; the pod's own opt-out still wins.
+    let revision_but_out = pod(
+        json!({(names::REVISION): "default"}),
+        json!({(names::INJECT): "false"}),
+    );
+    skip_reason(&run_with(&revision_but_out, "shop", Scope::Object, &s));
+
+    // Under Disabled, naming the revision is not an opt-in by itself.
+    let mut disabled = settings();
+    disabled.policy = InjectionMode::Disabled;
+    skip_reason(&run_with(&by_revision, "shop", Scope::Object, &disabled));
+}
+
+#[test]
+fn object_scope_skips_other_revisions() {
+    let p = pod(
+        json!({(names::REVISION): "canary", (names::INJECT): "true"}),
+        Value::Null,
+    );
+    let reason = skip_reason(&run_with(&p, "shop", Scope::Object, &settings())).to_owned();
+    assert!(
+        reason.contains("\"canary\"") && reason.contains("\"default\""),
+        "{reason}"
+    );
+
+    // In namespace scope the namespace chose the revision; the pod label is
+    // not consulted.
+    injected(&run_with(&p, "shop", Scope::Namespace, &settings()), &p);
+}
+
+// ---- what is injected ------------------------------------------------------
+
+#[test]
+fn native_sidecar_follows_settings_and_annotation() {
+    let p = pod(Value::Null, Value::Null);
+    let out = injected(&run(&p), &p);
+    assert_eq!(
+        names_of(&out["spec"]["initContainers"]),
+        ["meshkeeper-init"]
+    );
+    assert_eq!(
+        names_of(&out["spec"]["containers"]),
+        ["app", "meshkeeper-proxy"]
+    );
+
+    let native = annotated(json!({(names::NATIVE_SIDECAR): "true"}));
+    let out = injected(&run(&native), &native);
+    assert_eq!(
+        names_of(&out["spec"]["initContainers"]),
+        ["meshkeeper-init", "meshkeeper-proxy"]
+    );
+    assert_eq!(names_of(&out["spec"]["containers"]), ["app"]);
+    let proxy = &out["spec"]["initContainers"][1];
+    assert_eq!(proxy["restartPolicy"], "Always");
+    assert_eq!(proxy["startupProbe"]["httpGet"]["port"], 15021);
+
+    let mut s = settings();
+    s.native_sidecar = true;
+    let opted_out = annotated(json!({(names::NATIVE_SIDECAR): "false"}));
+    let out = injected(
+        &run_with(&opted_out, "shop", Scope::Namespace, &s),
+        &opted_out,
+    );
+    assert_eq!(
+        names_of(&out["spec"]["initContainers"]),
+        ["meshkeeper-init"]
+    );
+}
+
+#[test]
+fn interception_none_adds_no_init_container() {
+    let p = annotated(json!({(names::INTERCEPTION_MODE): "NONE"}));
+    let out = injected(&run(&p), &p);
+    assert_eq!(out["spec"].get("initContainers"), None);
+    let status: InjectionStatus = serde_json::from_str(
+        out["metadata"]["annotations"][names::STATUS]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(status.init_containers.is_empty());
+    assert_eq!(status.containers, ["meshkeeper-proxy"]);
+}
+
+#[test]
+fn capture_annotations_become_init_arguments() {
+    let p = annotated(json!({
+        (names::EXCLUDE_OUTBOUND_PORTS): "9000,9001",
+        (names::INCLUDE_OUTBOUND_IP_RANGES): "10.0.0.0/8",
+    }));
+    let out = injected(&run(&p), &p);
+    let args = out["spec"]["initContainers"][0]["args"].clone();
+    let args: Vec<String> = serde_json::from_value(args).unwrap();
+    let parsed = meshkeeper_init::capture::CaptureConfig::from_args(args).unwrap();
+    let mut want = meshkeeper_init::capture::CaptureConfig::default();
+    want.apply(
+        meshkeeper_init::capture::Setting::ExcludeOutboundPorts,
+        "9000,9001",
+    )
+    .unwrap();
+    want.apply(
+        meshkeeper_init::capture::Setting::IncludeOutboundIpRanges,
+        "10.0.0.0/8",
+    )
+    .unwrap();
+    assert_eq!(parsed, want);
+}
+
+#[test]
+fn existing_labels_and_default_container_are_kept() {
+    let p = pod(
+        json!({(names::TLS_MODE): "disabled", (names::CANONICAL_NAME): "mine", "app": "web"}),
+        json!({(names::DEFAULT_CONTAINER): "other"}),
+    );
+    let outcome = run(&p);
+    let out = injected(&outcome, &p);
+    let labels = &out["metadata"]["labels"];
+    assert_eq!(labels[names::TLS_MODE], "disabled");
+    assert_eq!(labels[names::CANONICAL_NAME], "mine");
+    assert_eq!(labels[names::CANONICAL_REVISION], "latest");
+    assert_eq!(
+        out["metadata"]["annotations"][names::DEFAULT_CONTAINER],
+        "other"
+    );
+    // Only the missing keys are added, each with an escaped pointer.
+    let Outcome::Injected { patch, .. } = &outcome else {
+        unreachable!()
+    };
+    let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
+    assert!(
+        paths.contains(&"/metadata/labels/service.istio.io~1canonical-revision".to_owned()),
+        "{paths:?}"
+    );
+    assert!(!paths.iter().any(|p| p.ends_with("tlsMode")), "{paths:?}");
+}
+
+#[test]
+fn proxy_settings_from_overrides_and_annotations() {
+    let overrides = ProxyOverrides {
+        image_type: Some("distroless".into()),
+        concurrency: Some(0),
+        environment: [
+            ("ISTIO_META_X".to_owned(), "1".to_owned()),
+            ("POD_NAME".to_owned(), "spoof".to_owned()),
+        ]
+        .into(),
+    };
+    let p = annotated(json!({(names::PROXY_CPU_LIMIT): "2500m", (names::LOG_LEVEL): "DEBUG"}));
+    let outcome = inject(
+        &Request {
+            pod: &p,
+            namespace: "shop",
+            scope: Scope::Namespace,
+            proxy: Some(&overrides),
+        },
+        &settings(),
+    );
+    let out = injected(&outcome, &p);
+    let proxy = &out["spec"]["containers"][1];
+    assert_eq!(proxy["image"], "envoyproxy/envoy:distroless-v1.36.2");
+    let args: Vec<&str> = proxy["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
+    assert_eq!(after("--log-level"), "debug");
+    assert_eq!(
+        after("--concurrency"),
+        "3",
+        "0 means one per CPU of the 2500m limit"
+    );
+    assert_eq!(after("--service-cluster"), "web-0.$(POD_NAMESPACE)");
+    let env: Vec<&str> = names_of(&proxy["env"]);
+    assert_eq!(
+        env,
+        [
+            "POD_NAME",
+            "POD_NAMESPACE",
+            "INSTANCE_IP",
+            "SERVICE_ACCOUNT",
+            "ISTIO_META_X"
+        ]
+    );
+    let w = warnings(&outcome);
+    assert!(w.iter().any(|w| w.contains("POD_NAME")), "{w:?}");
+
+    // The annotation's image type beats ProxyConfig's; a full image beats both.
+    let p = annotated(json!({(names::PROXY_IMAGE_TYPE): "debug"}));
+    let outcome = inject(
+        &Request {
+            pod: &p,
+            namespace: "shop",
+            scope: Scope::Namespace,
+            proxy: Some(&overrides),
+        },
+        &settings(),
+    );
+    assert_eq!(
+        injected(&outcome, &p)["spec"]["containers"][1]["image"],
+        "envoyproxy/envoy:debug-v1.36.2"
+    );
+    let p =
+        annotated(json!({(names::PROXY_IMAGE_TYPE): "debug", (names::PROXY_IMAGE): "my/envoy:1"}));
+    assert_eq!(
+        injected(&run(&p), &p)["spec"]["containers"][1]["image"],
+        "my/envoy:1"
+    );
+}
+
+#[test]
+fn pod_without_labels_or_annotations_gets_whole_maps() {
+    let p = pod(Value::Null, Value::Null);
+    let outcome = run(&p);
+    let Outcome::Injected { patch, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/metadata/labels",
+            "/metadata/annotations",
+            "/spec/initContainers",
+            "/spec/containers/-",
+            "/spec/volumes"
+        ]
+    );
+    let out = injected(&outcome, &p);
+    assert_eq!(out["metadata"]["labels"][names::CANONICAL_NAME], "web-0");
+    assert_eq!(
+        out["metadata"]["annotations"][names::DEFAULT_CONTAINER],
+        "app"
+    );
+}
+
+// ---- bad input ---------------------------------------------------------------
+
+/// Every bad value is denied with the annotation, the value and a hint of
+/// the accepted form in the message.
+#[test]
+fn invalid_annotations_are_denied_with_a_precise_message() {
+    let cases = [
+        (names::EXCLUDE_OUTBOUND_IP_RANGES, "10.0.0.0/33", "CIDR"),
+        (names::INCLUDE_OUTBOUND_IP_RANGES, "not-an-ip", "CIDR"),
+        (names::EXCLUDE_INBOUND_PORTS, "70000", "1-65535"),
+        (names::INCLUDE_INBOUND_PORTS, "0", "1-65535"),
+        (names::EXCLUDE_OUTBOUND_PORTS, "http", "1-65535"),
+        (names::EXCLUDE_INTERFACES, "eth0/1", "interface"),
+        (names::INTERCEPTION_MODE, "MAGIC", "REDIRECT"),
+        (names::INTERCEPTION_MODE, "TPROXY", "TPROXY"),
+        (names::PROXY_CPU, "lots", "100m"),
+        (names::PROXY_MEMORY, "128MB", "128Mi"),
+        (names::PROXY_CPU_LIMIT, "-1", "non-negative"),
+        (names::PROXY_MEMORY_LIMIT, "1 Gi", "1Gi"),
+        (names::LOG_LEVEL, "verbose", "warning"),
+        (names::NATIVE_SIDECAR, "yes", "true or false"),
+        (names::PROXY_IMAGE_TYPE, "de bug", "distroless"),
+        (names::PROXY_IMAGE, "", "image reference"),
+    ];
+    for (annotation, value, accepted) in cases {
+        let p = annotated(json!({(annotation): value}));
+        let outcome = run(&p);
+        let message = denial(&outcome);
+        assert!(
+            message.contains(annotation)
+                && message.contains(&format!("{value:?}"))
+                && message.contains(accepted),
+            "{annotation}={value}: {message}"
+        );
+    }
+}
+
+#[test]
+fn every_bad_annotation_is_reported_at_once() {
+    let p = annotated(json!({
+        (names::PROXY_CPU): "x",
+        (names::EXCLUDE_INBOUND_PORTS): "99999",
+        (names::LOG_LEVEL): "loud",
+    }));
+    let outcome = run(&p);
+    let message = denial(&outcome);
+    for annotation in [
+        names::PROXY_CPU,
+        names::EXCLUDE_INBOUND_PORTS,
+        names::LOG_LEVEL,
+    ] {
+        assert!(message.contains(annotation), "{message}");
+    }
+}
+
+#[test]
+fn request_above_limit_is_denied_naming_both_sides() {
+    // Request above the mesh's default limit of 2 CPUs.
+    let p = annotated(json!({(names::PROXY_CPU): "3"}));
+    let outcome = run(&p);
+    let message = denial(&outcome);
+    assert!(
+        message.contains(names::PROXY_CPU)
+            && message.contains(names::PROXY_CPU_LIMIT)
+            && message.contains("mesh default"),
+        "{message}"
+    );
+    // Limit below the default request of 128Mi.
+    let p = annotated(json!({(names::PROXY_MEMORY_LIMIT): "64Mi"}));
+    let outcome = run(&p);
+    let message = denial(&outcome);
+    assert!(
+        message.contains("64Mi") && message.contains("128Mi"),
+        "{message}"
+    );
+    // Equal values written differently are fine.
+    let p = annotated(json!({(names::PROXY_CPU): "1", (names::PROXY_CPU_LIMIT): "1000m"}));
+    injected(&run(&p), &p);
+}
+
+#[test]
+fn bad_annotations_of_skipped_pods_are_not_judged() {
+    let p = pod(
+        json!({(names::INJECT): "false"}),
+        json!({(names::PROXY_CPU): "x"}),
+    );
+    skip_reason(&run(&p));
+}
+
+#[test]
+fn pod_without_metadata_is_injected_without_panicking() {
+    let p: Pod =
+        serde_json::from_value(json!({"spec": {"containers": [{"name": "app"}]}})).unwrap();
+    let out = injected(&run(&p), &p);
+    assert_eq!(
+        names_of(&out["spec"]["containers"]),
+        ["app", "meshkeeper-proxy"]
+    );
+    assert_eq!(out["metadata"]["labels"][names::TLS_MODE], "istio");
+    assert_eq!(
+        out["metadata"]["annotations"][names::DEFAULT_CONTAINER],
+        "app"
+    );
+}
+
+#[test]
+fn odd_values_never_panic() {
+    let odd = [
+        "",
+        " ",
+        "１００m",
+        "💥",
+        "~/~1",
+        "1e999999999999",
+        "9".repeat(400).as_str(),
+        "*",
+        ",",
+        "-",
+    ]
+    .map(str::to_owned);
+    let keys = [
+        names::INJECT,
+        names::NATIVE_SIDECAR,
+        names::LOG_LEVEL,
+        names::PROXY_IMAGE,
+        names::PROXY_IMAGE_TYPE,
+        names::PROXY_CPU,
+        names::PROXY_MEMORY_LIMIT,
+        names::INTERCEPTION_MODE,
+        names::INCLUDE_OUTBOUND_IP_RANGES,
+        names::EXCLUDE_INBOUND_PORTS,
+        names::EXCLUDE_INTERFACES,
+    ];
+    for value in &odd {
+        for key in keys {
+            let p = pod(json!({(key): value}), json!({(key): value}));
+            // Any outcome is fine; an injection must still apply cleanly.
+            if let outcome @ Outcome::Injected { .. } = run(&p) {
+                injected(&outcome, &p);
+            }
+        }
+    }
+}
