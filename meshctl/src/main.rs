@@ -1,7 +1,9 @@
 //! `meshctl`: meshkeeper's command line.
 //!
 //! `meshctl kube-inject -f FILE` injects the sidecar into the workloads of a
-//! manifest offline, with the same library the webhook uses.
+//! manifest offline, with the same library the webhook uses;
+//! `meshctl webhook-config` prints the injector's webhook configuration for
+//! a webhook running outside the cluster.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use clap::{Parser, Subcommand};
 use meshkeeper_crds::meshkeeper::mesh::Mesh;
 use meshkeeper_crds::meshkeeper::mesh_revision::{MeshRevision, MeshRevisionSpec};
 use meshkeeper_crds::parse;
+use meshkeeper_webhook::configuration::{InjectorWebhook, Target, mutating_webhook_configuration};
 use meshkeeper_webhook::inject::Settings;
 
 mod kube_inject;
@@ -45,6 +48,22 @@ enum Command {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         native_sidecars_supported: bool,
     },
+    /// Print the MutatingWebhookConfiguration of a revision whose webhook
+    /// runs outside the cluster at an HTTPS URL (development, demos). The
+    /// operator writes the in-cluster one.
+    WebhookConfig {
+        /// Base URL of the webhook, e.g. https://127.0.0.1:9443.
+        #[arg(long)]
+        url: String,
+        /// PEM file of the CA that signed the webhook's certificate.
+        #[arg(long)]
+        ca_bundle_file: PathBuf,
+        #[arg(long, default_value = "default")]
+        revision: String,
+        /// meshkeeper's own namespace (never injected).
+        #[arg(long, default_value = "meshkeeper-system")]
+        namespace: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +93,22 @@ fn main() -> anyhow::Result<()> {
             let yaml =
                 serde_saphyr::to_string_multiple(&injected.documents).context("writing YAML")?;
             print!("{yaml}");
+            Ok(())
+        }
+        Command::WebhookConfig {
+            url,
+            ca_bundle_file,
+            revision,
+            namespace,
+        } => {
+            let ca = std::fs::read(&ca_bundle_file)
+                .with_context(|| format!("reading {}", ca_bundle_file.display()))?;
+            let webhook = InjectorWebhook::new(revision, namespace, Target::Url(url), ca);
+            let config = mutating_webhook_configuration(&webhook)?;
+            print!(
+                "{}",
+                serde_saphyr::to_string(&config).context("writing YAML")?
+            );
             Ok(())
         }
     }
