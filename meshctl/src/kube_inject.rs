@@ -73,6 +73,7 @@ fn inject_document(
     };
     let name = doc["metadata"]["name"]
         .as_str()
+        .or_else(|| doc["metadata"]["generateName"].as_str())
         .unwrap_or("(unnamed)")
         .to_string();
     let namespace = doc["metadata"]["namespace"]
@@ -85,15 +86,25 @@ fn inject_document(
             path.join(".")
         ));
     };
+    let metadata = template
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if !metadata.is_object() {
+        return Err(format!(
+            "{kind} {name}: the pod's metadata must be a mapping, found {metadata}"
+        ));
+    }
     let mut pod_json = json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": template.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "metadata": metadata,
         "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
     });
     // A template has no name; lend it the workload's so the injector derives
     // the same canonical name the workload's pods will get, then take it back.
-    let lent_name = pod_json["metadata"]["name"].is_null();
+    // A Pod with only generateName keeps it as it is: the injector reads it.
+    let lent_name = kind != "Pod" && pod_json["metadata"]["name"].is_null();
     if lent_name {
         pod_json["metadata"]["name"] = Value::String(name.clone());
     }
@@ -239,6 +250,41 @@ mod tests {
         assert!(
             err.contains("traffic.sidecar.istio.io/excludeOutboundPorts") && err.contains("99999"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_metadata_is_an_error_not_a_panic() {
+        for doc in [
+            json!({"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": {"metadata": "oops", "spec": pod_spec()}}}),
+            json!({"kind": "Pod", "metadata": [1], "spec": pod_spec()}),
+            json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": "nope"}),
+            json!({"kind": "List", "items": [{"kind": "Pod", "metadata": 7}]}),
+        ] {
+            assert!(
+                inject_documents(vec![doc.clone()], &settings()).is_err(),
+                "{doc}"
+            );
+        }
+    }
+
+    #[test]
+    fn generate_name_pods_get_a_valid_canonical_name() {
+        let doc =
+            json!({"kind": "Pod", "metadata": {"generateName": "batch-"}, "spec": pod_spec()});
+        let out = inject_documents(vec![doc], &settings()).unwrap();
+        let meta = &out.documents[0]["metadata"];
+        assert!(meta["name"].is_null());
+        let canonical = meta["labels"]["service.istio.io/canonical-name"]
+            .as_str()
+            .unwrap();
+        assert!(
+            !canonical.is_empty()
+                && canonical
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !canonical.ends_with('-'),
+            "{canonical}"
         );
     }
 

@@ -210,6 +210,13 @@ fn review_pod(request: &AdmissionRequest<Pod>, scope: Scope, state: &State) -> R
             ),
         );
     };
+    if !state.readiness().proxy_configs {
+        // Injecting now could miss a ProxyConfig's image type or environment.
+        return Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the cluster's ProxyConfigs have not been listed yet",
+        );
+    }
     let configs = state.proxy_configs();
     let labels = pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
     let proxy = inject::proxy_overrides(
@@ -307,6 +314,7 @@ mod tests {
         }))
         .unwrap();
         state.apply_revision(&revision).unwrap();
+        state.set_proxy_configs(Vec::new());
         state
     }
 
@@ -519,6 +527,20 @@ mod tests {
         let reply = review(&pod_review(), Scope::Namespace, &state);
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(text(&reply).contains("\"canary\""), "{}", text(&reply));
+    }
+
+    #[test]
+    fn before_proxy_configs_are_listed_the_answer_is_503() {
+        let state = answering(Outcome::Denied {
+            message: "never called".into(),
+        });
+        let fresh = State::new(state.options().clone());
+        fresh.set_revision((*state.revision().unwrap()).clone());
+        // The revision is known, the ProxyConfig listing is not.
+        assert!(fresh.readiness().revision && !fresh.readiness().proxy_configs);
+        let reply = review(&pod_review(), Scope::Namespace, &fresh);
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text(&reply).contains("ProxyConfigs"), "{}", text(&reply));
     }
 
     #[test]
