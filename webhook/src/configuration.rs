@@ -27,6 +27,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use meshkeeper_crds::meshkeeper::mesh::FailurePolicy;
 
+use crate::inject::labels::is_label_value;
+use crate::inject::names;
+
 /// Path of the entries for pods whose namespace opted in.
 pub const NAMESPACE_PATH: &str = "/inject/namespace";
 /// Path of the entries for pods that opted in themselves.
@@ -42,9 +45,6 @@ pub const REV_NAMESPACE_ENTRY: &str = "rev.namespace.sidecar-injector.meshkeeper
 pub const REV_OBJECT_ENTRY: &str = "rev.object.sidecar-injector.meshkeeper.io";
 pub const OBJECT_ENTRY: &str = "object.sidecar-injector.meshkeeper.io";
 
-const INJECTION_LABEL: &str = "istio-injection";
-const REVISION_LABEL: &str = "istio.io/rev";
-const INJECT_LABEL: &str = "sidecar.istio.io/inject";
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Where the API server sends the reviews.
@@ -133,7 +133,7 @@ pub fn mutating_webhook_configuration(
             webhook,
             NAMESPACE_ENTRY,
             NAMESPACE_PATH,
-            vec![label_in(INJECTION_LABEL, "enabled")],
+            vec![label_in(names::INJECTION, "enabled")],
             vec![],
         ));
     }
@@ -142,8 +142,8 @@ pub fn mutating_webhook_configuration(
         REV_NAMESPACE_ENTRY,
         NAMESPACE_PATH,
         vec![
-            label_in(REVISION_LABEL, revision),
-            label_absent(INJECTION_LABEL),
+            label_in(names::REVISION, revision),
+            label_absent(names::INJECTION),
         ],
         vec![],
     ));
@@ -151,8 +151,11 @@ pub fn mutating_webhook_configuration(
         webhook,
         REV_OBJECT_ENTRY,
         OBJECT_PATH,
-        vec![label_absent(INJECTION_LABEL), label_absent(REVISION_LABEL)],
-        vec![label_in(REVISION_LABEL, revision)],
+        vec![
+            label_absent(names::INJECTION),
+            label_absent(names::REVISION),
+        ],
+        vec![label_in(names::REVISION, revision)],
     ));
     if revision == DEFAULT_REVISION {
         // A pod naming its revision goes to that revision alone.
@@ -160,8 +163,14 @@ pub fn mutating_webhook_configuration(
             webhook,
             OBJECT_ENTRY,
             OBJECT_PATH,
-            vec![label_absent(INJECTION_LABEL), label_absent(REVISION_LABEL)],
-            vec![label_in(INJECT_LABEL, "true"), label_absent(REVISION_LABEL)],
+            vec![
+                label_absent(names::INJECTION),
+                label_absent(names::REVISION),
+            ],
+            vec![
+                label_in(names::INJECT, "true"),
+                label_absent(names::REVISION),
+            ],
         ));
     }
     Ok(MutatingWebhookConfiguration {
@@ -172,7 +181,7 @@ pub fn mutating_webhook_configuration(
                     "app.kubernetes.io/managed-by".to_string(),
                     "meshkeeper".to_string(),
                 ),
-                (REVISION_LABEL.to_string(), webhook.revision.clone()),
+                (names::REVISION.to_string(), webhook.revision.clone()),
             ])),
             ..ObjectMeta::default()
         },
@@ -205,16 +214,6 @@ fn validate(webhook: &InjectorWebhook) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn is_label_value(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    bytes.len() <= 63
-        && bytes.first().is_none_or(u8::is_ascii_alphanumeric)
-        && bytes.last().is_none_or(u8::is_ascii_alphanumeric)
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 fn entry(
     webhook: &InjectorWebhook,
     name: &str,
@@ -225,7 +224,7 @@ fn entry(
     let mut namespace_requirements = namespace_requirements;
     namespace_requirements.push(not_system_namespace(&webhook.own_namespace));
     let mut object_requirements = object_requirements;
-    object_requirements.push(label_not_in(INJECT_LABEL, "false"));
+    object_requirements.push(label_not_in(names::INJECT, "false"));
     MutatingWebhook {
         name: name.to_string(),
         client_config: client_config(webhook, path),

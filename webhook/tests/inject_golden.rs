@@ -12,8 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
 use meshkeeper_crds::networking::proxy_config::ProxyConfig;
 use meshkeeper_webhook::inject::{
-    InjectionStatus, Outcome, ProxyOverrides, Request, Scope, Settings, inject, names,
-    proxy_overrides,
+    InjectionStatus, Outcome, Request, Scope, Settings, inject, names, proxy_overrides,
 };
 use serde_json::{Value, json};
 
@@ -25,7 +24,9 @@ struct Case {
     name: &'static str,
     native_mesh: bool,
     scope: Scope,
-    overrides: Option<ProxyOverrides>,
+    /// The ProxyConfig objects in the cluster; which apply is worked out
+    /// from the input pod's own labels and namespace, as the server does.
+    proxy_configs: Vec<ProxyConfig>,
 }
 
 fn case(name: &'static str) -> Case {
@@ -33,7 +34,7 @@ fn case(name: &'static str) -> Case {
         name,
         native_mesh: false,
         scope: Scope::Namespace,
-        overrides: None,
+        proxy_configs: Vec::new(),
     }
 }
 
@@ -55,8 +56,10 @@ fn cases() -> Vec<Case> {
         case("bare"),
         case("canonical-app-version"),
         case("canonical-kubernetes-labels"),
+        // One resource annotation replaces every mesh default.
+        case("resources-one-annotation"),
         Case {
-            overrides: Some(shop_proxy_configs()),
+            proxy_configs: shop_proxy_configs(),
             ..case("proxy-config")
         },
     ]
@@ -85,27 +88,36 @@ fn settings(native: bool) -> Settings {
     )
 }
 
-/// A mesh-wide ProxyConfig and one for the `shop` namespace.
-fn shop_proxy_configs() -> ProxyOverrides {
-    let configs: Vec<ProxyConfig> = serde_json::from_value(json!([
+/// Root namespace of the mesh the cases run in.
+const ROOT_NAMESPACE: &str = "istio-system";
+
+/// ProxyConfig at all three levels: mesh-wide, the `shop` namespace, and
+/// two workload selectors in `shop`, of which only `tier: batch` matches
+/// the `proxy-config` pod. Each level overrides the one before.
+fn shop_proxy_configs() -> Vec<ProxyConfig> {
+    serde_json::from_value(json!([
         {
             "apiVersion": "networking.istio.io/v1beta1", "kind": "ProxyConfig",
-            "metadata": {"name": "mesh", "namespace": "istio-system", "creationTimestamp": "2025-01-01T00:00:00Z"},
-            "spec": {"environmentVariables": {"ISTIO_META_DNS_CAPTURE": "true", "TEAM": "platform"}}
+            "metadata": {"name": "mesh", "namespace": ROOT_NAMESPACE, "creationTimestamp": "2025-01-01T00:00:00Z"},
+            "spec": {"environmentVariables": {"ISTIO_META_DNS_CAPTURE": "true", "TEAM": "platform", "TIER": "any"}}
         },
         {
             "apiVersion": "networking.istio.io/v1beta1", "kind": "ProxyConfig",
             "metadata": {"name": "shop", "namespace": "shop", "creationTimestamp": "2025-02-01T00:00:00Z"},
-            "spec": {"concurrency": 1, "image": {"imageType": "debug"}, "environmentVariables": {"TEAM": "shop"}}
+            "spec": {"concurrency": 1, "image": {"imageType": "debug"}, "environmentVariables": {"TEAM": "shop", "TIER": "any"}}
+        },
+        {
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "ProxyConfig",
+            "metadata": {"name": "batch", "namespace": "shop", "creationTimestamp": "2025-03-01T00:00:00Z"},
+            "spec": {"selector": {"matchLabels": {"tier": "batch"}}, "concurrency": 3, "environmentVariables": {"TIER": "batch"}}
+        },
+        {
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "ProxyConfig",
+            "metadata": {"name": "web", "namespace": "shop", "creationTimestamp": "2025-01-15T00:00:00Z"},
+            "spec": {"selector": {"matchLabels": {"tier": "web"}}, "concurrency": 8, "image": {"imageType": "distroless"}, "environmentVariables": {"TIER": "web"}}
         }
     ]))
-    .unwrap();
-    proxy_overrides(
-        &[("job-name".to_owned(), "nightly-report-29012345".to_owned())].into(),
-        "shop",
-        "istio-system",
-        &configs,
-    )
+    .unwrap()
 }
 
 fn golden_dir() -> PathBuf {
@@ -118,12 +130,21 @@ fn read_json(path: &PathBuf) -> Value {
 }
 
 fn run(case: &Case, pod: &Pod, settings: &Settings) -> Outcome {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let overrides = (!case.proxy_configs.is_empty()).then(|| {
+        proxy_overrides(
+            &pod.metadata.labels.clone().unwrap_or_default(),
+            namespace,
+            ROOT_NAMESPACE,
+            &case.proxy_configs,
+        )
+    });
     inject(
         &Request {
             pod,
-            namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+            namespace,
             scope: case.scope,
-            proxy: case.overrides.as_ref(),
+            proxy: overrides.as_ref(),
         },
         settings,
     )

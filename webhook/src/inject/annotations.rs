@@ -8,20 +8,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::{ProxyOverrides, Settings, image, names, quantity};
+use super::{ProxyOverrides, Settings, containers, image, names, quantity};
 
 /// Envoy's `--log-level` values.
 const LOG_LEVELS: [&str; 8] = [
     "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
-];
-
-/// Environment variables the proxy's command line relies on; ProxyConfig
-/// may not replace them.
-pub(crate) const RESERVED_ENV: [&str; 4] = [
-    "POD_NAME",
-    "POD_NAMESPACE",
-    "INSTANCE_IP",
-    "SERVICE_ACCOUNT",
 ];
 
 /// The proxy as this pod gets it.
@@ -194,12 +185,23 @@ const RESOURCE_ANNOTATIONS: [ResourceAnnotation; 4] = [
     },
 ];
 
+/// The proxy's resources. As in Istio, the four annotations replace the
+/// mesh defaults as a whole: as soon as one is present, only what the
+/// annotations give is set. Merging them with the defaults would pair, say,
+/// an annotated 2Gi request with the default 1Gi limit and refuse a pod
+/// whose author asked for nothing contradictory.
 fn resources(
     annotations: &BTreeMap<String, String>,
     defaults: &ResourceRequirements,
     findings: &mut Findings,
 ) -> ResourceRequirements {
-    let mut resources = defaults.clone();
+    if !RESOURCE_ANNOTATIONS
+        .iter()
+        .any(|spec| annotations.contains_key(spec.annotation))
+    {
+        return defaults.clone();
+    }
+    let mut resources = ResourceRequirements::default();
     for spec in &RESOURCE_ANNOTATIONS {
         let Some(value) = annotations.get(spec.annotation) else {
             continue;
@@ -218,52 +220,44 @@ fn resources(
         side.get_or_insert_with(BTreeMap::new)
             .insert(spec.resource.to_owned(), Quantity(value.clone()));
     }
-    for resource in ["cpu", "memory"] {
-        check_request_within_limit(annotations, &resources, resource, findings);
-    }
+    check_requests_within_limits(annotations, findings);
     resources
 }
 
 /// The API server refuses a request above its limit, with a message that
-/// names neither annotation; say which annotation to change instead. Only
-/// checked when an annotation set one of the two: the mesh's own defaults are
-/// not the pod author's to fix.
-fn check_request_within_limit(
-    annotations: &BTreeMap<String, String>,
-    resources: &ResourceRequirements,
-    resource: &str,
-    findings: &mut Findings,
-) {
-    let [request_key, limit_key] = match resource {
-        "cpu" => [names::PROXY_CPU, names::PROXY_CPU_LIMIT],
-        _ => [names::PROXY_MEMORY, names::PROXY_MEMORY_LIMIT],
-    };
-    let from_annotation = |key| annotations.contains_key(key);
-    if !from_annotation(request_key) && !from_annotation(limit_key) {
-        return;
-    }
-    let (Some((request, request_value)), Some((limit, limit_value))) = (
-        parsed(&resources.requests, resource),
-        parsed(&resources.limits, resource),
-    ) else {
-        return;
-    };
-    if request_value <= limit_value * (1.0 + 1e-9) {
-        return;
-    }
-    let origin = |key| {
-        if from_annotation(key) {
-            format!("annotation {key}")
-        } else {
-            "the mesh default".to_owned()
+/// names neither annotation; say which annotation to change instead. Both
+/// values come from annotations: the defaults never mix with them.
+fn check_requests_within_limits(annotations: &BTreeMap<String, String>, findings: &mut Findings) {
+    let requests = RESOURCE_ANNOTATIONS.iter().filter(|spec| !spec.limit);
+    for request in requests {
+        let Some(limit) = RESOURCE_ANNOTATIONS
+            .iter()
+            .find(|spec| spec.limit && spec.resource == request.resource)
+        else {
+            continue;
+        };
+        let value = |spec: &ResourceAnnotation| {
+            let text = annotations.get(spec.annotation)?;
+            // An unparsable value is already reported on its own.
+            quantity::parse(text).map(|number| (text, number))
+        };
+        let (Some((request_text, request_value)), Some((limit_text, limit_value))) =
+            (value(request), value(limit))
+        else {
+            continue;
+        };
+        if request_value <= limit_value * (1.0 + 1e-9) {
+            continue;
         }
-    };
-    findings.errors.push(format!(
-        "proxy {resource} request {request} (from {}) exceeds its limit {limit} (from {}): \
-         lower {request_key} or set {limit_key} to at least {request}",
-        origin(request_key),
-        origin(limit_key),
-    ));
+        findings.errors.push(format!(
+            "proxy {resource} request {request_text} (annotation {request_key}) exceeds its limit \
+             {limit_text} (annotation {limit_key}): lower {request_key} or set {limit_key} to at \
+             least {request_text}",
+            resource = request.resource,
+            request_key = request.annotation,
+            limit_key = limit.annotation,
+        ));
+    }
 }
 
 /// Envoy worker threads. `0` means "one per CPU the proxy may use", which
@@ -305,7 +299,7 @@ fn cpu_count(resources: &ResourceRequirements) -> Option<i32> {
 fn environment(overrides: &ProxyOverrides, findings: &mut Findings) -> Vec<(String, String)> {
     let mut kept = Vec::with_capacity(overrides.environment.len());
     for (name, value) in &overrides.environment {
-        if RESERVED_ENV.contains(&name.as_str()) {
+        if containers::is_set_by_proxy(name) {
             findings.warnings.push(format!(
                 "ProxyConfig environment variable {name} ignored: the proxy sets it itself"
             ));

@@ -5,29 +5,51 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::names;
+use super::{labels, names};
 
 /// Canonical revision when the pod names none.
-const DEFAULT_REVISION: &str = "latest";
+const DEFAULT_CANONICAL_REVISION: &str = "latest";
 
-/// `(canonical name, canonical revision)` for the pod.
+/// Digits of the scheduled-time suffix the CronJob controller gives its
+/// Jobs (minutes since the epoch: 8 digits until 2160), as Istio matches it.
+const CRON_STAMP_DIGITS: std::ops::RangeInclusive<usize> = 8..=10;
+
+/// `(canonical name, canonical revision)` for the pod. Labels the pod
+/// already carries are kept as they are; derived values are made valid
+/// label values, since they become labels.
 pub(crate) fn canonical_service(pod: &Pod) -> (String, String) {
     let empty = BTreeMap::new();
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    let first_label = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
+    let first_label = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k));
 
     let name = first_label(&[names::CANONICAL_NAME])
-        .or_else(|| first_label(&names::APP_NAME_LABELS))
-        .unwrap_or_else(|| workload_name(pod));
+        .cloned()
+        .unwrap_or_else(|| {
+            first_label(&names::APP_NAME_LABELS).map_or_else(
+                || labels::to_label_value(&workload_name(pod)),
+                |app| labels::to_label_value(app),
+            )
+        });
     let revision = first_label(&[names::CANONICAL_REVISION])
-        .or_else(|| first_label(&names::APP_VERSION_LABELS))
-        .unwrap_or_else(|| DEFAULT_REVISION.to_owned());
+        .cloned()
+        .unwrap_or_else(|| {
+            first_label(&names::APP_VERSION_LABELS).map_or_else(
+                || DEFAULT_CANONICAL_REVISION.to_owned(),
+                |version| labels::to_label_value(version),
+            )
+        });
     (name, revision)
 }
 
 /// The name of the workload that made the pod: the Deployment for a pod of
 /// one of its ReplicaSets, the CronJob for a pod of one of its Jobs, else the
 /// controlling owner, else the pod's own name (or its `generateName` stem).
+///
+/// A StatefulSet's pod (`db-0`) gets the StatefulSet's name (`db`). This
+/// deliberately differs from Istio, which names such a pod by itself (it
+/// falls back to the pod name when there is no `generateName`): every
+/// replica would then be its own canonical service, splitting the
+/// workload's telemetry, where one name groups the replicas.
 pub(crate) fn workload_name(pod: &Pod) -> String {
     let meta = &pod.metadata;
     let template_hash = meta
@@ -78,7 +100,8 @@ fn strip_dash_suffix<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
 /// minutes since the epoch>`; recover the CronJob's name from that.
 fn cron_job_name(job: &str) -> Option<&str> {
     let (stem, stamp) = job.rsplit_once('-')?;
-    let is_stamp = stamp.len() >= 8 && stamp.bytes().all(|b| b.is_ascii_digit());
+    let is_stamp =
+        CRON_STAMP_DIGITS.contains(&stamp.len()) && stamp.bytes().all(|b| b.is_ascii_digit());
     (is_stamp && !stem.is_empty()).then_some(stem)
 }
 
@@ -199,6 +222,76 @@ mod tests {
             ..ObjectMeta::default()
         });
         assert_eq!(workload_name(&p), "migrate-2");
+    }
+
+    #[test]
+    fn cron_job_stamps_have_eight_to_ten_digits() {
+        for (job, workload) in [
+            ("report-1234567", "report-1234567"),
+            ("report-12345678", "report"),
+            ("report-123456789", "report"),
+            ("report-1234567890", "report"),
+            ("report-12345678901", "report-12345678901"),
+        ] {
+            let p = pod(ObjectMeta {
+                owner_references: Some(vec![owner("Job", job, true)]),
+                ..ObjectMeta::default()
+            });
+            assert_eq!(workload_name(&p), workload, "{job}");
+        }
+    }
+
+    fn daemon_set_pod(name: &str) -> Pod {
+        pod(ObjectMeta {
+            name: Some(format!("{name}-x1y2z")),
+            owner_references: Some(vec![owner("DaemonSet", name, true)]),
+            ..ObjectMeta::default()
+        })
+    }
+
+    #[test]
+    fn derived_canonical_name_is_cut_to_63_characters() {
+        let name = format!("{}-{}", "log-agent".repeat(4), "z".repeat(31));
+        assert_eq!(name.len(), 68);
+        let (canonical, revision) = canonical_service(&daemon_set_pod(&name));
+        assert_eq!(canonical, name[..63]);
+        assert_eq!(revision, "latest");
+    }
+
+    #[test]
+    fn derived_canonical_name_never_ends_in_punctuation_after_the_cut() {
+        for tail in ['-', '.', '_'] {
+            // The cut at 63 leaves `tail` (and the one before it) last.
+            let name = format!("{}{tail}{tail}b-c", "a".repeat(61));
+            let (canonical, _) = canonical_service(&daemon_set_pod(&name));
+            assert_eq!(canonical, "a".repeat(61), "{name}");
+        }
+        // A pod name (no owner) is cut the same way.
+        let long_pod = pod(ObjectMeta {
+            name: Some(format!("{}.{}", "w".repeat(62), "v".repeat(10))),
+            ..ObjectMeta::default()
+        });
+        assert_eq!(canonical_service(&long_pod).0, "w".repeat(62));
+    }
+
+    #[test]
+    fn derived_names_that_fit_are_kept() {
+        let (canonical, _) = canonical_service(&daemon_set_pod("fluent-bit"));
+        assert_eq!(canonical, "fluent-bit");
+        let name = "n".repeat(63);
+        assert_eq!(canonical_service(&daemon_set_pod(&name)).0, name);
+    }
+
+    #[test]
+    fn stateful_set_pods_share_the_set_name() {
+        // Deliberately unlike Istio, which names each replica by its pod.
+        let p = pod(ObjectMeta {
+            name: Some("db-0".into()),
+            labels: labels(&[("statefulset.kubernetes.io/pod-name", "db-0")]),
+            owner_references: Some(vec![owner("StatefulSet", "db", true)]),
+            ..ObjectMeta::default()
+        });
+        assert_eq!(canonical_service(&p), ("db".into(), "latest".into()));
     }
 
     #[test]

@@ -8,24 +8,6 @@ use std::collections::BTreeMap;
 use meshkeeper_init::capture::{CaptureConfig, CaptureError, Setting};
 
 use super::annotations::{Findings, invalid, invalid_because};
-use super::names;
-
-/// Each capture setting and the pod annotation that carries it.
-const ANNOTATED_SETTINGS: [(Setting, &str); 7] = [
-    (
-        Setting::IncludeOutboundIpRanges,
-        names::INCLUDE_OUTBOUND_IP_RANGES,
-    ),
-    (
-        Setting::ExcludeOutboundIpRanges,
-        names::EXCLUDE_OUTBOUND_IP_RANGES,
-    ),
-    (Setting::IncludeInboundPorts, names::INCLUDE_INBOUND_PORTS),
-    (Setting::ExcludeInboundPorts, names::EXCLUDE_INBOUND_PORTS),
-    (Setting::ExcludeOutboundPorts, names::EXCLUDE_OUTBOUND_PORTS),
-    (Setting::ExcludeInterfaces, names::EXCLUDE_INTERFACES),
-    (Setting::InterceptionMode, names::INTERCEPTION_MODE),
-];
 
 /// The capture settings for a pod with these annotations, or `None` when
 /// nothing is to be captured (interception mode NONE: no init container).
@@ -35,7 +17,8 @@ pub(crate) fn capture_config(
     findings: &mut Findings,
 ) -> Option<CaptureConfig> {
     let mut config = CaptureConfig::default();
-    for (setting, annotation) in ANNOTATED_SETTINGS {
+    for setting in Setting::ALL {
+        let annotation = setting.annotation();
         if let Some(value) = annotations.get(annotation)
             && let Err(error) = config.apply(setting, value)
         {

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use meshkeeper_init::capture::{DEFAULT_PROXY_GID, DEFAULT_PROXY_UID};
 
 use super::annotations::ProxySpec;
 use super::names;
@@ -61,8 +62,9 @@ pub(crate) fn proxy_container(spec: &ProxySpec, service_cluster: &str) -> Contai
         restart_policy: native.then(|| "Always".to_owned()),
         resources: Some(spec.resources.clone()),
         security_context: Some(SecurityContext {
-            run_as_user: Some(names::PROXY_UID),
-            run_as_group: Some(names::PROXY_UID),
+            // The ids whose traffic the init container's rules let through.
+            run_as_user: Some(i64::from(DEFAULT_PROXY_UID)),
+            run_as_group: Some(i64::from(DEFAULT_PROXY_GID)),
             run_as_non_root: Some(true),
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
@@ -120,14 +122,23 @@ fn envoy_args(spec: &ProxySpec, service_cluster: &str) -> Vec<String> {
     args
 }
 
+/// The proxy's variables from the downward API, and the pod fields they
+/// hold. Its command line relies on them, so ProxyConfig may not replace
+/// them (see [`is_set_by_proxy`]).
+const DOWNWARD_ENV: [(&str, &str); 4] = [
+    ("POD_NAME", "metadata.name"),
+    ("POD_NAMESPACE", "metadata.namespace"),
+    ("INSTANCE_IP", "status.podIP"),
+    ("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+];
+
+/// Whether the proxy container sets the variable `name` itself.
+pub(crate) fn is_set_by_proxy(name: &str) -> bool {
+    DOWNWARD_ENV.iter().any(|(reserved, _)| *reserved == name)
+}
+
 fn environment(spec: &ProxySpec) -> Vec<EnvVar> {
-    let downward = [
-        ("POD_NAME", "metadata.name"),
-        ("POD_NAMESPACE", "metadata.namespace"),
-        ("INSTANCE_IP", "status.podIP"),
-        ("SERVICE_ACCOUNT", "spec.serviceAccountName"),
-    ];
-    let mut env: Vec<EnvVar> = downward
+    let mut env: Vec<EnvVar> = DOWNWARD_ENV
         .iter()
         .map(|(name, path)| EnvVar {
             name: (*name).to_owned(),

@@ -1,5 +1,6 @@
 //! Whether a pod gets a sidecar: the namespace and host-network exclusions,
-//! idempotency, the pod's own choice (label beats annotation), the mesh's
+//! idempotency, the pod's own choice (the label, when present, alone
+//! decides; else the annotation), the mesh's
 //! never/always-inject selectors and its default policy.
 
 use std::collections::BTreeMap;
@@ -158,44 +159,57 @@ fn already_injected(pod: &Pod) -> Option<String> {
         .map(|c| format!("already injected (pod has container {})", c.name))
 }
 
-/// Reads `sidecar.istio.io/inject`: the label wins over the annotation. A
-/// value other than `true`/`false` counts as unset (so the annotation, then
-/// the mesh policy decides) and is reported back as a warning, because a
-/// silently ignored `yes` is a classic surprise.
+/// Reads `sidecar.istio.io/inject`. When the pod carries the label, the
+/// label alone decides and the annotation is not read, as in Istio: the
+/// label is what the webhook's object selector matched on, so letting an
+/// annotation overrule it would make the two disagree. `true`/`false`
+/// decide; any other value leaves the choice to the mesh policy and is
+/// reported back as a warning, because a silently ignored `yes` is a
+/// classic surprise.
 pub(crate) fn pod_choice(pod: &Pod) -> PodChoice {
+    let label = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|m| m.get(names::INJECT));
+    let annotation = || {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|m| m.get(names::INJECT))
+    };
+    let (source, value) = match label {
+        Some(value) => (ChoiceSource::Label, value),
+        None => match annotation() {
+            Some(value) => (ChoiceSource::Annotation, value),
+            None => {
+                return PodChoice {
+                    inject: None,
+                    warnings: Vec::new(),
+                };
+            }
+        },
+    };
+    let inject = match value.as_str() {
+        "true" => Some((true, source)),
+        "false" => Some((false, source)),
+        _ => None,
+    };
     let mut warnings = Vec::new();
-    let sources = [
-        (ChoiceSource::Label, pod.metadata.labels.as_ref()),
-        (ChoiceSource::Annotation, pod.metadata.annotations.as_ref()),
-    ];
-    for (source, map) in sources {
-        let Some(value) = map.and_then(|m| m.get(names::INJECT)) else {
-            continue;
-        };
-        match value.as_str() {
-            "true" => {
-                return PodChoice {
-                    inject: Some((true, source)),
-                    warnings,
-                };
-            }
-            "false" => {
-                return PodChoice {
-                    inject: Some((false, source)),
-                    warnings,
-                };
-            }
-            other => warnings.push(format!(
-                "{} {}={other:?} ignored: accepted values are true or false",
-                source.as_str(),
-                names::INJECT
-            )),
+    if inject.is_none() {
+        let mut warning = format!(
+            "{} {}={value:?} ignored (treated as unset): accepted values are true or false",
+            source.as_str(),
+            names::INJECT
+        );
+        if source == ChoiceSource::Label && annotation().is_some() {
+            warning.push_str(
+                " (the annotation of the same name is not read while the label is present)",
+            );
         }
+        warnings.push(warning);
     }
-    PodChoice {
-        inject: None,
-        warnings,
-    }
+    PodChoice { inject, warnings }
 }
 
 /// The mesh's say for a pod that made no valid choice: `None` to inject,
@@ -238,4 +252,87 @@ fn first_match(selectors: &[LabelSelector], labels: &BTreeMap<String, String>) -
             false
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(label: Option<&str>, annotation: Option<&str>) -> Pod {
+        let map = |value: Option<&str>| {
+            value.map(|v| BTreeMap::from([(names::INJECT.to_owned(), v.to_owned())]))
+        };
+        Pod {
+            metadata: ObjectMeta {
+                labels: map(label),
+                annotations: map(annotation),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn a_present_label_alone_decides() {
+        for annotation in [None, Some("true"), Some("false"), Some("junk")] {
+            let choice = pod_choice(&pod(Some("true"), annotation));
+            assert_eq!(
+                choice.inject,
+                Some((true, ChoiceSource::Label)),
+                "{annotation:?}"
+            );
+            assert!(choice.warnings.is_empty());
+            let choice = pod_choice(&pod(Some("false"), annotation));
+            assert_eq!(
+                choice.inject,
+                Some((false, ChoiceSource::Label)),
+                "{annotation:?}"
+            );
+            assert!(choice.warnings.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_invalid_label_leaves_the_default_and_hides_the_annotation() {
+        for annotation in [None, Some("true"), Some("false")] {
+            let choice = pod_choice(&pod(Some("enabled"), annotation));
+            assert_eq!(choice.inject, None, "{annotation:?}");
+            assert_eq!(choice.warnings.len(), 1, "{:?}", choice.warnings);
+            let warning = &choice.warnings[0];
+            assert!(
+                warning.contains("label")
+                    && warning.contains(names::INJECT)
+                    && warning.contains("\"enabled\""),
+                "{warning}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_the_label_the_annotation_decides() {
+        assert_eq!(
+            pod_choice(&pod(None, Some("true"))).inject,
+            Some((true, ChoiceSource::Annotation))
+        );
+        assert_eq!(
+            pod_choice(&pod(None, Some("false"))).inject,
+            Some((false, ChoiceSource::Annotation))
+        );
+        let choice = pod_choice(&pod(None, Some("1")));
+        assert_eq!(choice.inject, None);
+        assert!(
+            choice.warnings.len() == 1 && choice.warnings[0].contains("annotation"),
+            "{:?}",
+            choice.warnings
+        );
+        let choice = pod_choice(&pod(None, None));
+        assert_eq!(
+            choice,
+            PodChoice {
+                inject: None,
+                warnings: vec![]
+            }
+        );
+    }
 }

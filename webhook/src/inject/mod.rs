@@ -8,6 +8,7 @@
 //! - `annotations` and `capture`: the per-pod settings from the honoured
 //!   annotations, every bad value collected into one denial;
 //! - `containers`, `canonical`, `patch`: what is added and the JSON Patch;
+//! - `labels`: label values, shared with the webhook configuration;
 //! - [`proxy_overrides`]: which ProxyConfig objects apply to a pod;
 //! - [`Settings::from_revision`]: the settings of a revision's webhook.
 
@@ -17,6 +18,7 @@ mod capture;
 mod containers;
 mod decision;
 mod image;
+pub(crate) mod labels;
 pub mod names;
 mod patch;
 mod proxy_config;

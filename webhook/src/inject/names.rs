@@ -2,10 +2,15 @@
 //! keys are kept as Istio spells them so existing manifests work unchanged;
 //! what meshkeeper itself records lives under `meshkeeper.io/`.
 
-/// Pod label or annotation (the label wins): `true` or `false`.
+use meshkeeper_init::capture::NEVER_CAPTURED_INBOUND_PORTS;
+
+/// Pod label or annotation, `true` or `false`; when the label is present it
+/// alone decides.
 pub const INJECT: &str = "sidecar.istio.io/inject";
 /// Namespace or pod label naming the revision (or tag) that injects.
 pub const REVISION: &str = "istio.io/rev";
+/// Namespace label `enabled` or `disabled`; it wins over [`REVISION`].
+pub const INJECTION: &str = "istio-injection";
 
 pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
 pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
@@ -15,13 +20,8 @@ pub const PROXY_CPU: &str = "sidecar.istio.io/proxyCPU";
 pub const PROXY_MEMORY: &str = "sidecar.istio.io/proxyMemory";
 pub const PROXY_CPU_LIMIT: &str = "sidecar.istio.io/proxyCPULimit";
 pub const PROXY_MEMORY_LIMIT: &str = "sidecar.istio.io/proxyMemoryLimit";
-pub const INTERCEPTION_MODE: &str = "sidecar.istio.io/interceptionMode";
-pub const INCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/includeOutboundIPRanges";
-pub const EXCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
-pub const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
-pub const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
-pub const EXCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
-pub const EXCLUDE_INTERFACES: &str = "traffic.sidecar.istio.io/excludeInterfaces";
+// The `traffic.sidecar.istio.io/*` and `sidecar.istio.io/interceptionMode`
+// annotations are the init crate's: `meshkeeper_init::capture::Setting::annotation`.
 
 /// Labels written on injected pods (never overwritten when present).
 pub const TLS_MODE: &str = "security.istio.io/tlsMode";
@@ -52,7 +52,10 @@ pub const PROXY_BOOTSTRAP: &str = "/etc/meshkeeper/proxy/bootstrap.yaml";
 /// Namespaces that are never injected, whatever their labels say.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
-pub const PROXY_UID: i64 = 1337;
-pub const HEALTH_PORT: i32 = 15021;
-pub const PROMETHEUS_PORT: i32 = 15090;
+/// Envoy's Prometheus endpoint and the readiness endpoint the kubelet
+/// probes: the init crate's never-captured inbound ports (in its documented
+/// order), so the ports the proxy opens and the ports the rules leave alone
+/// cannot drift apart.
+pub const PROMETHEUS_PORT: i32 = NEVER_CAPTURED_INBOUND_PORTS[0] as i32;
+pub const HEALTH_PORT: i32 = NEVER_CAPTURED_INBOUND_PORTS[1] as i32;
 pub const READINESS_PATH: &str = "/healthz/ready";

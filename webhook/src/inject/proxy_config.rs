@@ -9,9 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use meshkeeper_crds::networking::proxy_config::ProxyConfig;
 
-use super::ProxyOverrides;
+use super::{ProxyOverrides, selector};
 
 /// The ProxyConfig settings that apply to a pod with `pod_labels` in
 /// `pod_namespace`.
@@ -35,9 +36,7 @@ pub fn proxy_overrides(
             .filter(|c| in_namespace(c, pod_namespace) && selector_labels(c).is_none()),
     );
     let workload = oldest(configs.iter().filter(|c| {
-        in_namespace(c, pod_namespace)
-            && selector_labels(c)
-                .is_some_and(|wanted| wanted.iter().all(|(k, v)| pod_labels.get(k) == Some(v)))
+        in_namespace(c, pod_namespace) && selector_labels(c).is_some_and(|s| selects(s, pod_labels))
     }));
 
     let mut merged = ProxyOverrides::default();
@@ -56,6 +55,17 @@ fn selector_labels(config: &ProxyConfig) -> Option<&BTreeMap<String, String>> {
         .as_ref()
         .and_then(|s| s.match_labels.as_ref())
         .filter(|labels| !labels.is_empty())
+}
+
+/// Whether a workload selector's `matchLabels` select the pod, with the
+/// same matching as every other selector injection reads.
+fn selects(match_labels: &BTreeMap<String, String>, pod_labels: &BTreeMap<String, String>) -> bool {
+    let selector = LabelSelector {
+        match_labels: Some(match_labels.clone()),
+        match_expressions: None,
+    };
+    // Only `matchExpressions` can be invalid, and a ProxyConfig has none.
+    selector::matches(&selector, pod_labels).unwrap_or(false)
 }
 
 fn oldest<'a>(candidates: impl Iterator<Item = &'a ProxyConfig>) -> Option<&'a ProxyConfig> {

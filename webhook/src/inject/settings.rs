@@ -22,8 +22,9 @@ pub const DEFAULT_CONCURRENCY: i32 = 2;
 
 impl Settings {
     /// Settings for the webhook serving `rev`. `native_sidecars_supported`
-    /// resolves the Mesh's `nativeSidecar: Auto` (the cluster runs
-    /// Kubernetes 1.29 or later).
+    /// resolves the Mesh's `nativeSidecar: Auto`; the server sets it when
+    /// the cluster runs Kubernetes 1.33 or later
+    /// ([`crate::server::watch::NATIVE_SIDECARS_SINCE_MINOR`]).
     pub fn from_revision(
         rev: &MeshRevision,
         own_namespace: &str,

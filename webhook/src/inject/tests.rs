@@ -1,6 +1,7 @@
 //! Decision rules and denials, through the public [`inject`] entry point.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use meshkeeper_init::capture::Setting;
 use serde_json::{Value, json};
 
 use super::*;
@@ -149,13 +150,17 @@ fn annotation_decides_without_label() {
 
 #[test]
 fn other_values_are_ignored_with_a_warning() {
-    // Label "yes": ignored, so the annotation decides; warned about.
+    let mut disabled = settings();
+    disabled.policy = InjectionMode::Disabled;
+
+    // Label "yes": the label alone decides, so its ignored value leaves the
+    // choice to the mesh policy; the annotation is not consulted.
     let p = pod(
         json!({(names::INJECT): "yes"}),
         json!({(names::INJECT): "false"}),
     );
     let outcome = run(&p);
-    skip_reason(&outcome);
+    injected(&outcome, &p);
     let w = warnings(&outcome);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
@@ -163,6 +168,18 @@ fn other_values_are_ignored_with_a_warning() {
             && w[0].contains(names::INJECT)
             && w[0].contains("\"yes\"")
             && w[0].contains("true or false"),
+        "{w:?}"
+    );
+    let p = pod(
+        json!({(names::INJECT): "yes"}),
+        json!({(names::INJECT): "true"}),
+    );
+    let outcome = run_with(&p, "shop", Scope::Namespace, &disabled);
+    let reason = skip_reason(&outcome).to_owned();
+    assert!(reason.contains("Disabled"), "{reason}");
+    let w = warnings(&outcome);
+    assert!(
+        w.len() == 1 && w[0].contains("label") && w[0].contains("\"yes\""),
         "{w:?}"
     );
 
@@ -177,8 +194,6 @@ fn other_values_are_ignored_with_a_warning() {
     );
 
     // Under Disabled the ignored value does not opt in.
-    let mut disabled = settings();
-    disabled.policy = InjectionMode::Disabled;
     let outcome = run_with(&p, "shop", Scope::Namespace, &disabled);
     assert!(skip_reason(&outcome).contains("Disabled"));
     assert_eq!(warnings(&outcome).len(), 1);
@@ -413,7 +428,7 @@ fn native_sidecar_follows_settings_and_annotation() {
 
 #[test]
 fn interception_none_adds_no_init_container() {
-    let p = annotated(json!({(names::INTERCEPTION_MODE): "NONE"}));
+    let p = annotated(json!({(Setting::InterceptionMode.annotation()): "NONE"}));
     let out = injected(&run(&p), &p);
     assert_eq!(out["spec"].get("initContainers"), None);
     let status: InjectionStatus = serde_json::from_str(
@@ -429,24 +444,18 @@ fn interception_none_adds_no_init_container() {
 #[test]
 fn capture_annotations_become_init_arguments() {
     let p = annotated(json!({
-        (names::EXCLUDE_OUTBOUND_PORTS): "9000,9001",
-        (names::INCLUDE_OUTBOUND_IP_RANGES): "10.0.0.0/8",
+        (Setting::ExcludeOutboundPorts.annotation()): "9000,9001",
+        (Setting::IncludeOutboundIpRanges.annotation()): "10.0.0.0/8",
     }));
     let out = injected(&run(&p), &p);
     let args = out["spec"]["initContainers"][0]["args"].clone();
     let args: Vec<String> = serde_json::from_value(args).unwrap();
     let parsed = meshkeeper_init::capture::CaptureConfig::from_args(args).unwrap();
     let mut want = meshkeeper_init::capture::CaptureConfig::default();
-    want.apply(
-        meshkeeper_init::capture::Setting::ExcludeOutboundPorts,
-        "9000,9001",
-    )
-    .unwrap();
-    want.apply(
-        meshkeeper_init::capture::Setting::IncludeOutboundIpRanges,
-        "10.0.0.0/8",
-    )
-    .unwrap();
+    want.apply(Setting::ExcludeOutboundPorts, "9000,9001")
+        .unwrap();
+    want.apply(Setting::IncludeOutboundIpRanges, "10.0.0.0/8")
+        .unwrap();
     assert_eq!(parsed, want);
 }
 
@@ -554,6 +563,72 @@ fn proxy_settings_from_overrides_and_annotations() {
 }
 
 #[test]
+fn proxy_runs_as_the_ids_and_on_the_ports_the_init_rules_leave_alone() {
+    use meshkeeper_init::capture::{
+        DEFAULT_PROXY_GID, DEFAULT_PROXY_UID, NEVER_CAPTURED_INBOUND_PORTS,
+    };
+    let p = pod(Value::Null, Value::Null);
+    let out = injected(&run(&p), &p);
+    let proxy = &out["spec"]["containers"][1];
+    let security = &proxy["securityContext"];
+    assert_eq!(security["runAsUser"], json!(DEFAULT_PROXY_UID));
+    assert_eq!(security["runAsGroup"], json!(DEFAULT_PROXY_GID));
+    assert_eq!(security["runAsUser"], 1337, "the UID Istio's images expect");
+    let ports: Vec<u64> = proxy["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, [15090, 15021]);
+    let probe_port = proxy["readinessProbe"]["httpGet"]["port"].as_u64().unwrap();
+    for port in ports.iter().chain([&probe_port]) {
+        assert!(
+            NEVER_CAPTURED_INBOUND_PORTS.contains(&u16::try_from(*port).unwrap()),
+            "{port}"
+        );
+    }
+}
+
+#[test]
+fn proxy_config_cannot_replace_any_downward_api_variable() {
+    let reserved = [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "INSTANCE_IP",
+        "SERVICE_ACCOUNT",
+    ];
+    let overrides = ProxyOverrides {
+        environment: reserved
+            .iter()
+            .map(|name| ((*name).to_owned(), "spoof".to_owned()))
+            .collect(),
+        ..ProxyOverrides::default()
+    };
+    let p = pod(Value::Null, Value::Null);
+    let outcome = inject(
+        &Request {
+            pod: &p,
+            namespace: "shop",
+            scope: Scope::Namespace,
+            proxy: Some(&overrides),
+        },
+        &settings(),
+    );
+    let out = injected(&outcome, &p);
+    let env = &out["spec"]["containers"][1]["env"];
+    assert_eq!(names_of(env), reserved);
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e.get("value").is_none() && e.get("valueFrom").is_some()),
+        "{env}"
+    );
+    assert_eq!(warnings(&outcome).len(), reserved.len());
+}
+
+#[test]
 fn pod_without_labels_or_annotations_gets_whole_maps() {
     let p = pod(Value::Null, Value::Null);
     let outcome = run(&p);
@@ -586,14 +661,34 @@ fn pod_without_labels_or_annotations_gets_whole_maps() {
 #[test]
 fn invalid_annotations_are_denied_with_a_precise_message() {
     let cases = [
-        (names::EXCLUDE_OUTBOUND_IP_RANGES, "10.0.0.0/33", "CIDR"),
-        (names::INCLUDE_OUTBOUND_IP_RANGES, "not-an-ip", "CIDR"),
-        (names::EXCLUDE_INBOUND_PORTS, "70000", "1-65535"),
-        (names::INCLUDE_INBOUND_PORTS, "0", "1-65535"),
-        (names::EXCLUDE_OUTBOUND_PORTS, "http", "1-65535"),
-        (names::EXCLUDE_INTERFACES, "eth0/1", "interface"),
-        (names::INTERCEPTION_MODE, "MAGIC", "REDIRECT"),
-        (names::INTERCEPTION_MODE, "TPROXY", "TPROXY"),
+        (
+            Setting::ExcludeOutboundIpRanges.annotation(),
+            "10.0.0.0/33",
+            "CIDR",
+        ),
+        (
+            Setting::IncludeOutboundIpRanges.annotation(),
+            "not-an-ip",
+            "CIDR",
+        ),
+        (
+            Setting::ExcludeInboundPorts.annotation(),
+            "70000",
+            "1-65535",
+        ),
+        (Setting::IncludeInboundPorts.annotation(), "0", "1-65535"),
+        (
+            Setting::ExcludeOutboundPorts.annotation(),
+            "http",
+            "1-65535",
+        ),
+        (
+            Setting::ExcludeInterfaces.annotation(),
+            "eth0/1",
+            "interface",
+        ),
+        (Setting::InterceptionMode.annotation(), "MAGIC", "REDIRECT"),
+        (Setting::InterceptionMode.annotation(), "TPROXY", "TPROXY"),
         (names::PROXY_CPU, "lots", "100m"),
         (names::PROXY_MEMORY, "128MB", "128Mi"),
         (names::PROXY_CPU_LIMIT, "-1", "non-negative"),
@@ -620,43 +715,96 @@ fn invalid_annotations_are_denied_with_a_precise_message() {
 fn every_bad_annotation_is_reported_at_once() {
     let p = annotated(json!({
         (names::PROXY_CPU): "x",
-        (names::EXCLUDE_INBOUND_PORTS): "99999",
+        (Setting::ExcludeInboundPorts.annotation()): "99999",
         (names::LOG_LEVEL): "loud",
     }));
     let outcome = run(&p);
     let message = denial(&outcome);
     for annotation in [
         names::PROXY_CPU,
-        names::EXCLUDE_INBOUND_PORTS,
+        Setting::ExcludeInboundPorts.annotation(),
         names::LOG_LEVEL,
     ] {
         assert!(message.contains(annotation), "{message}");
     }
 }
 
+/// The proxy container's `resources` after injecting `pod`.
+fn proxy_resources(pod: &Pod) -> Value {
+    let out = injected(&run(pod), pod);
+    out["spec"]["containers"][1]["resources"].clone()
+}
+
 #[test]
-fn request_above_limit_is_denied_naming_both_sides() {
-    // Request above the mesh's default limit of 2 CPUs.
-    let p = annotated(json!({(names::PROXY_CPU): "3"}));
-    let outcome = run(&p);
-    let message = denial(&outcome);
+fn resource_annotations_replace_the_mesh_defaults_entirely() {
+    // No annotation: the mesh defaults.
+    let p = pod(Value::Null, Value::Null);
+    assert_eq!(
+        proxy_resources(&p),
+        json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}})
+    );
+    // A request above the default limit is fine: the default limit is gone.
+    let p = annotated(json!({(names::PROXY_MEMORY): "2Gi"}));
+    assert_eq!(proxy_resources(&p), json!({"requests": {"memory": "2Gi"}}));
+    // A limit below the default request is fine: the default request is gone.
+    let p = annotated(json!({(names::PROXY_MEMORY_LIMIT): "100Mi"}));
+    assert_eq!(proxy_resources(&p), json!({"limits": {"memory": "100Mi"}}));
+    let p = annotated(json!({(names::PROXY_CPU): "3", (names::PROXY_MEMORY_LIMIT): "64Mi"}));
+    assert_eq!(
+        proxy_resources(&p),
+        json!({"requests": {"cpu": "3"}, "limits": {"memory": "64Mi"}})
+    );
+}
+
+#[test]
+fn request_above_limit_is_denied_naming_both_annotations() {
+    let p = annotated(json!({(names::PROXY_CPU): "3", (names::PROXY_CPU_LIMIT): "2"}));
+    let message = denial(&run(&p)).to_owned();
     assert!(
-        message.contains(names::PROXY_CPU)
-            && message.contains(names::PROXY_CPU_LIMIT)
-            && message.contains("mesh default"),
+        message.contains(&format!("cpu request 3 (annotation {})", names::PROXY_CPU))
+            && message.contains(&format!("limit 2 (annotation {})", names::PROXY_CPU_LIMIT)),
         "{message}"
     );
-    // Limit below the default request of 128Mi.
-    let p = annotated(json!({(names::PROXY_MEMORY_LIMIT): "64Mi"}));
-    let outcome = run(&p);
-    let message = denial(&outcome);
+    let p = annotated(json!({(names::PROXY_MEMORY): "1Gi", (names::PROXY_MEMORY_LIMIT): "64Mi"}));
+    let message = denial(&run(&p)).to_owned();
     assert!(
-        message.contains("64Mi") && message.contains("128Mi"),
+        message.contains("64Mi")
+            && message.contains("1Gi")
+            && message.contains(names::PROXY_MEMORY_LIMIT),
         "{message}"
     );
     // Equal values written differently are fine.
     let p = annotated(json!({(names::PROXY_CPU): "1", (names::PROXY_CPU_LIMIT): "1000m"}));
     injected(&run(&p), &p);
+}
+
+#[test]
+fn long_workload_names_give_a_valid_canonical_name() {
+    // 68 characters; the 63rd is a letter.
+    let long = format!("{}-{}", "node-log-collector".repeat(2), "x".repeat(31));
+    assert_eq!(long.len(), 68);
+    let mut p = pod(Value::Null, Value::Null);
+    p.metadata.name = Some(format!("{long}-abcde"));
+    p.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "DaemonSet".into(),
+            name: long.clone(),
+            uid: "u".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        },
+    ]);
+    let out = injected(&run(&p), &p);
+    let name = out["metadata"]["labels"][names::CANONICAL_NAME]
+        .as_str()
+        .unwrap();
+    assert_eq!(name, &long[..63]);
+    assert!(labels::is_label_value(name), "{name}");
+    assert_eq!(
+        out["metadata"]["labels"][names::CANONICAL_REVISION],
+        "latest"
+    );
 }
 
 #[test]
@@ -707,10 +855,10 @@ fn odd_values_never_panic() {
         names::PROXY_IMAGE_TYPE,
         names::PROXY_CPU,
         names::PROXY_MEMORY_LIMIT,
-        names::INTERCEPTION_MODE,
-        names::INCLUDE_OUTBOUND_IP_RANGES,
-        names::EXCLUDE_INBOUND_PORTS,
-        names::EXCLUDE_INTERFACES,
+        Setting::InterceptionMode.annotation(),
+        Setting::IncludeOutboundIpRanges.annotation(),
+        Setting::ExcludeInboundPorts.annotation(),
+        Setting::ExcludeInterfaces.annotation(),
     ];
     for value in &odd {
         for key in keys {
