@@ -1,7 +1,7 @@
 //! Istio's own samples parse into the typed API and serialize back to the
 //! same JSON: nothing Istio accepts is dropped or rewritten.
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed assertion
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a failed assertion
 
 use meshkeeper_crds::networking::NetworkingObject;
 use serde_json::{Value, json};

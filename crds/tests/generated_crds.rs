@@ -1,7 +1,7 @@
 //! The committed CRD YAML is what the types generate, and it is structural
 //! (the API server rejects a CRD whose schema nodes lack types).
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed assertion
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a failed assertion
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! build-upstream fails at once, saying what is missing and how to provide
 //! prebuilt binaries, when Go or the module proxy cannot be used.
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed assertion
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a failed assertion
 
 use std::process::Command;
 

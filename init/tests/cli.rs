@@ -1,5 +1,5 @@
 //! The binary's command line, without touching any network namespace.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
 

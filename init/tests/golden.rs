@@ -1,6 +1,6 @@
 //! Golden rule sets for representative configs, both families per file.
 //! Refresh with `UPDATE_GOLDEN=1 cargo test -p meshkeeper-init`.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 

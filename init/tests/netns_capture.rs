@@ -4,7 +4,7 @@
 //! namespace under `ip netns exec`; listeners and clients run in the namespaces, from threads
 //! that entered them with setns. Needs root, iproute2 and iptables
 //! (`bash e2e/bin/install-deps`); it fails, never skips, without them.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
 use std::io::ErrorKind;

@@ -1,6 +1,6 @@
 //! `meshctl kube-inject` on Istio's Bookinfo manifest, as a user runs it.
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed assertion
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a failed assertion
 
 use std::io::Write;
 use std::process::{Command, Stdio};

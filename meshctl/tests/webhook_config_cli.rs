@@ -1,7 +1,7 @@
 //! `meshctl webhook-config` prints a configuration the API server accepts
 //! for a webhook running at a URL.
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed assertion
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a failed assertion
 
 use std::process::Command;
 

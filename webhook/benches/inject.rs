@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo bench -p meshkeeper-webhook --bench inject`
 //! (`e2e/bin/bench` runs it and prints the medians).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/pods.rs"]
 mod pods;

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Golden tests for sidecar injection: each `tests/golden/inject/<case>.in.json`
 //! (a Pod as the API server sends it) is injected, the returned JSON Patch is
 //! applied to the input, and the result must equal `<case>.out.json`.

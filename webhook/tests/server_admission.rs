@@ -1,6 +1,6 @@
 //! The admission endpoints over real TLS: answers, bad input, readiness and
 //! metrics. The server runs in-process with state fed by hand.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod server_support;
 

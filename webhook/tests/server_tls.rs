@@ -1,6 +1,6 @@
 //! TLS and lifecycle: certificate reload without a restart, refusal of an
 //! unusable new certificate, TLS 1.2, and graceful shutdown.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod server_support;
 
