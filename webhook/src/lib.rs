@@ -8,3 +8,4 @@
 pub mod configuration;
 pub mod inject;
 pub mod server;
+pub mod validate;
