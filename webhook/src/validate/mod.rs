@@ -80,3 +80,101 @@ impl std::fmt::Display for Finding {
         write!(f, "{}: {}: {}", self.code, self.path, self.message)
     }
 }
+
+use meshkeeper_crds::meshkeeper::mesh::{Enforcement, ValidationPolicy};
+use meshkeeper_crds::networking::NetworkingObject;
+
+/// Every check that judges `object` as it would be after the request: its
+/// own rules, the EnvoyFilter rules, and the subsets it routes to. The
+/// object's namespace must be set (the caller fills it from the request).
+pub fn findings(object: &NetworkingObject, index: &index::Index) -> Vec<Finding> {
+    let mut found = object::validate(object);
+    match object {
+        NetworkingObject::EnvoyFilter(filter) => {
+            found.extend(envoy_filter::validate(filter, index.root_namespace()));
+        }
+        NetworkingObject::VirtualService(vs) => {
+            found.extend(subsets::check_virtual_service(vs, index));
+        }
+        _ => {}
+    }
+    found
+}
+
+/// Findings split by what the Mesh's policy makes of them: `deny` rejects
+/// the request, `warn` goes back as admission warnings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub deny: Vec<Finding>,
+    pub warn: Vec<Finding>,
+}
+
+impl Verdict {
+    /// Applies the policy: an error of a check set to `Warn` only warns.
+    pub fn new(findings: Vec<Finding>, policy: &ValidationPolicy) -> Self {
+        let mut verdict = Verdict::default();
+        for finding in findings {
+            let denies = finding.severity == Severity::Error
+                && enforcement(policy, finding.check) == Enforcement::Deny;
+            if denies {
+                verdict.deny.push(finding);
+            } else {
+                verdict.warn.push(finding);
+            }
+        }
+        verdict
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.deny.is_empty()
+    }
+}
+
+fn enforcement(policy: &ValidationPolicy, check: Check) -> Enforcement {
+    let chosen = match check {
+        Check::ObjectRules => policy.object_rules,
+        Check::SubsetReferences => policy.subset_references,
+        Check::SubsetRemoval => policy.subset_removal,
+        Check::EnvoyFilters => policy.envoy_filters,
+    };
+    chosen.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+
+    #[test]
+    fn warn_policy_turns_errors_of_that_check_into_warnings() {
+        let findings = vec![
+            Finding::error(
+                Check::SubsetReferences,
+                "MK0201",
+                "spec.http[0]",
+                "missing subset",
+            ),
+            Finding::error(
+                Check::ObjectRules,
+                "MK0112",
+                "spec.http[0].route[0].weight",
+                "negative",
+            ),
+            Finding::warning(Check::ObjectRules, "MK0121", "spec.http[1]", "unreachable"),
+        ];
+        let strict = Verdict::new(findings.clone(), &ValidationPolicy::default());
+        assert_eq!(strict.deny.len(), 2);
+        assert_eq!(strict.warn.len(), 1);
+        assert!(!strict.allowed());
+
+        let relaxed = ValidationPolicy {
+            subset_references: Some(Enforcement::Warn),
+            ..Default::default()
+        };
+        let verdict = Verdict::new(findings, &relaxed);
+        assert_eq!(
+            verdict.deny.iter().map(|f| f.code).collect::<Vec<_>>(),
+            ["MK0112"]
+        );
+        assert_eq!(verdict.warn.len(), 2);
+    }
+}
