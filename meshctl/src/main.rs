@@ -16,6 +16,7 @@ use meshkeeper_crds::parse;
 use meshkeeper_webhook::configuration::{InjectorWebhook, Target, mutating_webhook_configuration};
 use meshkeeper_webhook::inject::Settings;
 
+mod analyze;
 mod kube_inject;
 
 #[derive(Parser)]
@@ -27,6 +28,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run every check of the validating webhook on manifests (files or
+    /// folders), the objects judged together. Prints each finding with its
+    /// code, object, field path and message; exits non-zero on any error.
+    Analyze {
+        /// Files or folders of YAML/JSON manifests.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
+        /// Namespace for objects that name none.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Inject the sidecar into Pods, Deployments, StatefulSets, DaemonSets,
     /// ReplicaSets, Jobs, CronJobs and Lists of them; other documents pass
     /// through unchanged. Writes YAML to stdout, notes to stderr.
@@ -68,6 +80,21 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Analyze { paths, namespace } => {
+            let reports = analyze::analyze(&paths, &namespace).map_err(anyhow::Error::msg)?;
+            for report in &reports {
+                println!("{report}");
+            }
+            let errors = reports
+                .iter()
+                .filter(|r| r.finding.severity == meshkeeper_webhook::validate::Severity::Error)
+                .count();
+            println!("{errors} error(s), {} warning(s)", reports.len() - errors);
+            if errors > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::KubeInject {
             file,
             mesh,
