@@ -82,6 +82,22 @@ impl Harness {
         )
     }
 
+    /// Runs kubectl like [`Harness::kubectl`] and also returns its stderr,
+    /// where kubectl prints the API server's warnings.
+    pub fn kubectl_with_stderr(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<(String, String)> {
+        run_capturing(
+            Command::new(self.bin.join("kubectl"))
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(args),
+            stdin,
+        )
+    }
+
     /// A fresh namespace for one scenario, deleted when the guard drops.
     pub async fn namespace(&self, scenario: &str) -> anyhow::Result<TestNamespace> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -275,6 +291,11 @@ fn upstream_bin() -> anyhow::Result<PathBuf> {
 }
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> anyhow::Result<String> {
+    run_capturing(cmd, stdin).map(|(stdout, _)| stdout)
+}
+
+/// Runs `cmd`; on success its stdout and stderr, else an error with stderr.
+fn run_capturing(cmd: &mut Command, stdin: Option<&str>) -> anyhow::Result<(String, String)> {
     use std::io::Write;
     let shown = format!("{cmd:?}");
     let mut child = cmd
@@ -298,7 +319,10 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> anyhow::Result<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// JSON equality with numbers compared by value: Go's JSON (the API server,

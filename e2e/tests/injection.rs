@@ -7,13 +7,10 @@
 //! Each scenario serves its own revision (`e2e-<pid>-<n>`), so scenarios
 //! running in parallel never see each other's webhook.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -23,144 +20,10 @@ use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
 use meshkeeper_e2e::{DEADLINE, DeleteOnDrop, Harness, TestNamespace, wait_until, webhook_binary};
 use meshkeeper_webhook::configuration::{InjectorWebhook, Target, mutating_webhook_configuration};
 use serde_json::{Value, json};
+use support::{Certificates, OWN_NAMESPACE, WebhookProcess};
 
 const INIT: &str = "meshkeeper-init";
 const PROXY: &str = "meshkeeper-proxy";
-const OWN_NAMESPACE: &str = "meshkeeper-system";
-
-/// A CA and a serving certificate for 127.0.0.1, as PEM files.
-struct Certificates {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-}
-
-impl Certificates {
-    fn new() -> anyhow::Result<Self> {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "meshkeeper e2e webhook CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key)?;
-
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()])?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "meshkeeper-webhook");
-        let cert = params.signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))?;
-
-        let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("tls.crt"), cert.pem())?;
-        std::fs::write(dir.path().join("tls.key"), key.serialize_pem())?;
-        Ok(Self {
-            dir,
-            ca_pem: ca.pem(),
-        })
-    }
-
-    fn cert(&self) -> std::path::PathBuf {
-        self.dir.path().join("tls.crt")
-    }
-
-    fn key(&self) -> std::path::PathBuf {
-        self.dir.path().join("tls.key")
-    }
-}
-
-/// The webhook binary as a child process, killed on drop. Its JSON log is
-/// kept to say what went wrong when a scenario fails.
-struct WebhookProcess {
-    child: Child,
-    address: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl WebhookProcess {
-    fn start(
-        binary: &Path,
-        kubeconfig: &Path,
-        revision: &str,
-        certs: &Certificates,
-    ) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,meshkeeper_webhook=debug")
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--revision", revision, "--namespace", OWN_NAMESPACE])
-            .arg("--tls-cert-file")
-            .arg(certs.cert())
-            .arg("--tls-key-file")
-            .arg(certs.key())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        if let Some(stdout) = child.stdout.take() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(address) = serving_address(&line) {
-                        let _ = address_tx.send(address);
-                    }
-                    if let Ok(mut log) = log.lock() {
-                        log.push(line);
-                    }
-                }
-            });
-        }
-        if let Some(stderr) = child.stderr.take() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(mut log) = log.lock() {
-                        log.push(line);
-                    }
-                }
-            });
-        }
-        let mut process = Self {
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
-        match address_rx.recv_timeout(DEADLINE) {
-            Ok(address) => process.address = address,
-            Err(_) => bail!(
-                "the webhook did not report its address within {DEADLINE:?}:\n{}",
-                process.log_tail()
-            ),
-        }
-        Ok(process)
-    }
-
-    fn log_tail(&self) -> String {
-        let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
-        let start = log.len().saturating_sub(30);
-        log[start..].join("\n")
-    }
-}
-
-impl Drop for WebhookProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address from the `serving` line of the JSON log.
-fn serving_address(line: &str) -> Option<SocketAddr> {
-    let entry: Value = serde_json::from_str(line).ok()?;
-    if entry["fields"]["message"] != "serving" {
-        return None;
-    }
-    entry["fields"]["address"].as_str()?.parse().ok()
-}
 
 /// One scenario's mesh: a revision, its webhook process and its webhook
 /// configuration, and a namespace labelled for that revision. Dropped in

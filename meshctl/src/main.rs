@@ -2,8 +2,8 @@
 //!
 //! `meshctl kube-inject -f FILE` injects the sidecar into the workloads of a
 //! manifest offline, with the same library the webhook uses;
-//! `meshctl webhook-config` prints the injector's webhook configuration for
-//! a webhook running outside the cluster.
+//! `meshctl webhook-config` prints the injector's and the validator's
+//! webhook configurations for a webhook running outside the cluster.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -13,7 +13,10 @@ use clap::{Parser, Subcommand};
 use meshkeeper_crds::meshkeeper::mesh::Mesh;
 use meshkeeper_crds::meshkeeper::mesh_revision::{MeshRevision, MeshRevisionSpec};
 use meshkeeper_crds::parse;
-use meshkeeper_webhook::configuration::{InjectorWebhook, Target, mutating_webhook_configuration};
+use meshkeeper_webhook::configuration::{
+    InjectorWebhook, Target, ValidatorWebhook, mutating_webhook_configuration,
+    validating_webhook_configuration,
+};
 use meshkeeper_webhook::inject::Settings;
 
 mod analyze;
@@ -60,8 +63,9 @@ enum Command {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         native_sidecars_supported: bool,
     },
-    /// Print the MutatingWebhookConfiguration of a revision whose webhook
-    /// runs outside the cluster at an HTTPS URL (development, demos). The
+    /// Print the MutatingWebhookConfiguration and the
+    /// ValidatingWebhookConfiguration of a revision whose webhook runs
+    /// outside the cluster at an HTTPS URL (development, demos). The
     /// operator writes the in-cluster one.
     WebhookConfig {
         /// Base URL of the webhook, e.g. https://127.0.0.1:9443.
@@ -130,11 +134,14 @@ fn main() -> anyhow::Result<()> {
         } => {
             let ca = std::fs::read(&ca_bundle_file)
                 .with_context(|| format!("reading {}", ca_bundle_file.display()))?;
-            let webhook = InjectorWebhook::new(revision, namespace, Target::Url(url), ca);
-            let config = mutating_webhook_configuration(&webhook)?;
+            let validator = ValidatorWebhook::new(&revision, Target::Url(url.clone()), ca.clone());
+            let injector = InjectorWebhook::new(revision, namespace, Target::Url(url), ca);
+            let mutating = mutating_webhook_configuration(&injector)?;
+            let validating = validating_webhook_configuration(&validator)?;
             print!(
-                "{}",
-                serde_saphyr::to_string(&config).context("writing YAML")?
+                "{}---\n{}",
+                serde_saphyr::to_string(&mutating).context("writing YAML")?,
+                serde_saphyr::to_string(&validating).context("writing YAML")?
             );
             Ok(())
         }

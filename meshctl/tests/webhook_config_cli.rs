@@ -1,5 +1,5 @@
-//! `meshctl webhook-config` prints a configuration the API server accepts
-//! for a webhook running at a URL.
+//! `meshctl webhook-config` prints the configurations the API server
+//! accepts for a webhook running at a URL: injection and validation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a failed assertion
 
@@ -37,7 +37,7 @@ fn prints_every_entry_pointing_at_the_url_with_the_ca() {
     );
     let docs =
         meshkeeper_crds::parse::yaml_documents(&String::from_utf8_lossy(&out.stdout)).unwrap();
-    let [config] = docs.as_slice() else {
+    let [config, validating] = docs.as_slice() else {
         panic!("{docs:?}")
     };
     assert_eq!(config["kind"], "MutatingWebhookConfiguration");
@@ -57,6 +57,30 @@ fn prints_every_entry_pointing_at_the_url_with_the_ca() {
         );
         assert_eq!(w["reinvocationPolicy"], "IfNeeded");
     }
+
+    assert_eq!(validating["kind"], "ValidatingWebhookConfiguration");
+    assert_eq!(
+        validating["metadata"]["name"],
+        "meshkeeper-validator-default"
+    );
+    let [entry] = validating["webhooks"].as_array().unwrap().as_slice() else {
+        panic!("{validating}")
+    };
+    assert_eq!(
+        entry["clientConfig"]["url"],
+        "https://127.0.0.1:9443/validate"
+    );
+    assert!(
+        entry["clientConfig"]["caBundle"]
+            .as_str()
+            .is_some_and(|b| !b.is_empty())
+    );
+    assert_eq!(entry["failurePolicy"], "Fail");
+    assert_eq!(entry["sideEffects"], "None");
+    assert_eq!(
+        entry["rules"][0]["operations"],
+        serde_json::json!(["CREATE", "UPDATE", "DELETE"])
+    );
 }
 
 #[test]

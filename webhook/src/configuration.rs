@@ -1,6 +1,8 @@
 //! The MutatingWebhookConfiguration that sends pod creations to a
-//! revision's injector. Pure: the operator applies what this builds, the
-//! end-to-end tests register it against a webhook on loopback.
+//! revision's injector, and the ValidatingWebhookConfiguration that sends
+//! networking configuration to its validator. Pure: the operator applies
+//! what this builds, the end-to-end tests register it against a webhook on
+//! loopback.
 //!
 //! Which pods reach the webhook follows Istio's label contract; the
 //! injector still makes the final decision (policy, selectors, annotations):
@@ -20,7 +22,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
-    WebhookClientConfig,
+    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
@@ -190,10 +192,15 @@ pub fn mutating_webhook_configuration(
 }
 
 fn validate(webhook: &InjectorWebhook) -> Result<(), ConfigError> {
-    if !is_label_value(&webhook.revision) || webhook.revision.is_empty() {
-        return Err(ConfigError::Revision(webhook.revision.clone()));
+    check_common(&webhook.revision, &webhook.target, webhook.timeout_seconds)
+}
+
+/// What both configurations require of the revision, target and timeout.
+fn check_common(revision: &str, target: &Target, timeout_seconds: i32) -> Result<(), ConfigError> {
+    if !is_label_value(revision) || revision.is_empty() {
+        return Err(ConfigError::Revision(revision.to_string()));
     }
-    match &webhook.target {
+    match target {
         Target::Url(url) => {
             let usable = url.starts_with("https://")
                 && url.len() > "https://".len()
@@ -208,8 +215,8 @@ fn validate(webhook: &InjectorWebhook) -> Result<(), ConfigError> {
             }
         }
     }
-    if !(1..=30).contains(&webhook.timeout_seconds) {
-        return Err(ConfigError::Timeout(webhook.timeout_seconds));
+    if !(1..=30).contains(&timeout_seconds) {
+        return Err(ConfigError::Timeout(timeout_seconds));
     }
     Ok(())
 }
@@ -227,7 +234,7 @@ fn entry(
     object_requirements.push(label_not_in(names::INJECT, "false"));
     MutatingWebhook {
         name: name.to_string(),
-        client_config: client_config(webhook, path),
+        client_config: client_config(&webhook.target, &webhook.ca_bundle, path),
         rules: Some(vec![RuleWithOperations {
             operations: Some(vec!["CREATE".to_string()]),
             api_groups: Some(vec![String::new()]),
@@ -247,6 +254,103 @@ fn entry(
     }
 }
 
+/// Path of the validating webhook.
+pub const VALIDATE_PATH: &str = "/validate";
+/// Name of the validating entry.
+pub const VALIDATION_ENTRY: &str = "validation.meshkeeper.io";
+/// The networking resources the validator checks.
+pub const VALIDATED_RESOURCES: [&str; 6] = [
+    "virtualservices",
+    "destinationrules",
+    "gateways",
+    "serviceentries",
+    "envoyfilters",
+    "proxyconfigs",
+];
+/// Every version of `networking.istio.io` the CRDs serve.
+pub const NETWORKING_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+
+/// Everything the validating configuration of one revision depends on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatorWebhook {
+    /// Name of the ValidatingWebhookConfiguration object.
+    pub name: String,
+    pub revision: String,
+    pub target: Target,
+    /// PEM CA certificate(s) the API server verifies the webhook with.
+    pub ca_bundle: Vec<u8>,
+    pub failure_policy: FailurePolicy,
+    pub timeout_seconds: i32,
+    /// Limits validation to matching namespaces (tests scope themselves
+    /// with it); `None` checks every namespace.
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+impl ValidatorWebhook {
+    /// With the defaults: name [`default_validator_name`], failure policy
+    /// `Fail`, timeout [`DEFAULT_TIMEOUT_SECONDS`], every namespace.
+    pub fn new(revision: impl Into<String>, target: Target, ca_bundle: impl Into<Vec<u8>>) -> Self {
+        let revision = revision.into();
+        Self {
+            name: default_validator_name(&revision),
+            revision,
+            target,
+            ca_bundle: ca_bundle.into(),
+            failure_policy: FailurePolicy::Fail,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            namespace_selector: None,
+        }
+    }
+}
+
+/// `meshkeeper-validator-<revision>`.
+pub fn default_validator_name(revision: &str) -> String {
+    format!("meshkeeper-validator-{revision}")
+}
+
+/// Builds the validating configuration: CREATE, UPDATE and DELETE of the
+/// networking kinds in every served version (DELETE for the
+/// DestinationRule guard), or says which input the API server would refuse.
+pub fn validating_webhook_configuration(
+    webhook: &ValidatorWebhook,
+) -> Result<ValidatingWebhookConfiguration, ConfigError> {
+    check_common(&webhook.revision, &webhook.target, webhook.timeout_seconds)?;
+    let to_strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let entry = ValidatingWebhook {
+        name: VALIDATION_ENTRY.to_string(),
+        client_config: client_config(&webhook.target, &webhook.ca_bundle, VALIDATE_PATH),
+        rules: Some(vec![RuleWithOperations {
+            operations: Some(to_strings(&["CREATE", "UPDATE", "DELETE"])),
+            api_groups: Some(vec!["networking.istio.io".to_string()]),
+            api_versions: Some(to_strings(&NETWORKING_VERSIONS)),
+            resources: Some(to_strings(&VALIDATED_RESOURCES)),
+            scope: Some("Namespaced".to_string()),
+        }]),
+        failure_policy: Some(failure_policy(webhook.failure_policy).to_string()),
+        match_policy: Some("Equivalent".to_string()),
+        side_effects: "None".to_string(),
+        timeout_seconds: Some(webhook.timeout_seconds),
+        admission_review_versions: vec!["v1".to_string()],
+        namespace_selector: webhook.namespace_selector.clone(),
+        object_selector: None,
+        match_conditions: None,
+    };
+    Ok(ValidatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(webhook.name.clone()),
+            labels: Some(BTreeMap::from([
+                (
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "meshkeeper".to_string(),
+                ),
+                (names::REVISION.to_string(), webhook.revision.clone()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        webhooks: Some(vec![entry]),
+    })
+}
+
 fn failure_policy(policy: FailurePolicy) -> &'static str {
     match policy {
         FailurePolicy::Fail => "Fail",
@@ -254,9 +358,9 @@ fn failure_policy(policy: FailurePolicy) -> &'static str {
     }
 }
 
-fn client_config(webhook: &InjectorWebhook, path: &str) -> WebhookClientConfig {
-    let ca_bundle = (!webhook.ca_bundle.is_empty()).then(|| ByteString(webhook.ca_bundle.clone()));
-    match &webhook.target {
+fn client_config(target: &Target, ca_bundle: &[u8], path: &str) -> WebhookClientConfig {
+    let ca_bundle = (!ca_bundle.is_empty()).then(|| ByteString(ca_bundle.to_vec()));
+    match target {
         Target::Url(base) => WebhookClientConfig {
             url: Some(format!("{}{path}", base.trim_end_matches('/'))),
             service: None,
@@ -326,6 +430,89 @@ mod tests {
             Target::Url("https://127.0.0.1:9443/".into()),
             b"-----BEGIN CERTIFICATE-----\n".to_vec(),
         )
+    }
+
+    #[test]
+    fn the_validator_checks_every_networking_kind_and_version_on_write_and_delete() {
+        let mut webhook = ValidatorWebhook::new(
+            "canary",
+            Target::Url("https://127.0.0.1:9443/".into()),
+            b"CA".to_vec(),
+        );
+        let config = validating_webhook_configuration(&webhook).unwrap();
+        assert_eq!(
+            config.metadata.name.as_deref(),
+            Some("meshkeeper-validator-canary")
+        );
+        let [entry] = config.webhooks.as_deref().unwrap() else {
+            panic!("one entry")
+        };
+        assert_eq!(entry.name, VALIDATION_ENTRY);
+        assert_eq!(
+            entry.client_config.url.as_deref(),
+            Some("https://127.0.0.1:9443/validate")
+        );
+        assert_eq!(
+            entry.client_config.ca_bundle,
+            Some(ByteString(b"CA".to_vec()))
+        );
+        let rules = entry.rules.as_deref().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules[0].operations.as_deref().unwrap(),
+            ["CREATE", "UPDATE", "DELETE"]
+        );
+        assert_eq!(
+            rules[0].api_groups.as_deref().unwrap(),
+            ["networking.istio.io"]
+        );
+        assert_eq!(
+            rules[0].api_versions.as_deref().unwrap(),
+            ["v1", "v1beta1", "v1alpha3"]
+        );
+        assert_eq!(rules[0].resources.as_deref().unwrap(), VALIDATED_RESOURCES);
+        assert_eq!(entry.failure_policy.as_deref(), Some("Fail"));
+        assert_eq!(entry.side_effects, "None");
+        assert_eq!(entry.timeout_seconds, Some(DEFAULT_TIMEOUT_SECONDS));
+        assert_eq!(entry.namespace_selector, None);
+
+        webhook.target = Target::Service {
+            name: "meshkeeper-webhook".into(),
+            namespace: "meshkeeper-system".into(),
+            port: 443,
+        };
+        let selector = LabelSelector {
+            match_labels: Some(BTreeMap::from([("run".to_string(), "e2e-1".to_string())])),
+            match_expressions: None,
+        };
+        webhook.namespace_selector = Some(selector.clone());
+        let config = validating_webhook_configuration(&webhook).unwrap();
+        let entry = &config.webhooks.unwrap()[0];
+        let service = entry.client_config.service.as_ref().unwrap();
+        assert_eq!(service.path.as_deref(), Some("/validate"));
+        assert_eq!(service.port, Some(443));
+        assert_eq!(entry.namespace_selector, Some(selector));
+    }
+
+    #[test]
+    fn the_validator_refuses_what_the_api_server_would() {
+        let mut webhook = ValidatorWebhook::new("canary", Target::Url("http://x".into()), vec![]);
+        assert_eq!(
+            validating_webhook_configuration(&webhook),
+            Err(ConfigError::Url("http://x".into()))
+        );
+        webhook.target = Target::Url("https://x".into());
+        webhook.timeout_seconds = 31;
+        assert_eq!(
+            validating_webhook_configuration(&webhook),
+            Err(ConfigError::Timeout(31))
+        );
+        webhook.timeout_seconds = 5;
+        webhook.revision = "Bad Rev".into();
+        assert!(matches!(
+            validating_webhook_configuration(&webhook),
+            Err(ConfigError::Revision(_))
+        ));
     }
 
     fn build(webhook: &InjectorWebhook) -> MutatingWebhookConfiguration {

@@ -110,6 +110,10 @@ async fn main() -> anyhow::Result<()> {
         native_sidecars_supported,
     }));
     let revision_watch = tokio::spawn(server::watch::watch_revision(client.clone(), state.clone()));
+    let validation_watch = tokio::spawn(server::watch::watch_validation_view(
+        client.clone(),
+        state.clone(),
+    ));
     let proxy_config_watch =
         tokio::spawn(server::watch::watch_proxy_configs(client, state.clone()));
 
@@ -132,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down");
     revision_watch.abort();
     proxy_config_watch.abort();
+    validation_watch.abort();
     let outcome = running.shutdown().await;
     tracing::info!(?outcome, "stopped");
     Ok(())

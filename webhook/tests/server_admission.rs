@@ -273,6 +273,17 @@ async fn readiness_waits_for_the_revision_and_proxy_configs() {
 
     state.set_proxy_configs(Vec::new());
     let answer = client.get("/readyz").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        answer
+            .text()
+            .contains("virtual services, destination rules, namespaces: waiting"),
+        "{}",
+        answer.text()
+    );
+
+    state.set_validation_view(meshkeeper_webhook::server::ValidationView::default());
+    let answer = client.get("/readyz").await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
 }
 
@@ -348,7 +359,11 @@ async fn wrong_methods_and_paths_are_refused() {
         client.get("/inject/namespace").await.status,
         StatusCode::METHOD_NOT_ALLOWED
     );
-    assert_eq!(client.get("/validate").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        client.get("/validate").await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(client.get("/mutate").await.status, StatusCode::NOT_FOUND);
 }
 
 /// The API server may speak HTTP/2 when ALPN offers it.

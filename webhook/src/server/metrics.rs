@@ -16,6 +16,8 @@ pub enum Endpoint {
     Inject,
     InjectNamespace,
     InjectObject,
+    /// `POST /validate` (networking configuration).
+    Validate,
 }
 
 impl Endpoint {
@@ -25,6 +27,7 @@ impl Endpoint {
             Endpoint::Inject => "/inject",
             Endpoint::InjectNamespace => "/inject/namespace",
             Endpoint::InjectObject => "/inject/object",
+            Endpoint::Validate => "/validate",
         }
     }
 }
@@ -39,6 +42,10 @@ impl EncodeLabelValue for Endpoint {
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RequestOutcome {
     Injected,
+    /// Validated and allowed without a warning.
+    Allowed,
+    /// Allowed with admission warnings.
+    Warned,
     /// Admitted unchanged (not selected, opted out, not a Pod, ...).
     Skipped,
     Denied,
@@ -50,6 +57,8 @@ impl RequestOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             RequestOutcome::Injected => "injected",
+            RequestOutcome::Allowed => "allowed",
+            RequestOutcome::Warned => "warned",
             RequestOutcome::Skipped => "skipped",
             RequestOutcome::Denied => "denied",
             RequestOutcome::Error => "error",

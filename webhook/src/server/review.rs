@@ -44,7 +44,7 @@ impl Reply {
         }
     }
 
-    fn review(response: &AdmissionResponse, outcome: RequestOutcome) -> Self {
+    pub(super) fn review(response: &AdmissionResponse, outcome: RequestOutcome) -> Self {
         let envelope = ResponseEnvelope {
             api_version: ADMISSION_API_VERSION,
             kind: ADMISSION_KIND,
@@ -70,12 +70,12 @@ impl Reply {
 /// Pod included, before reading it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestEnvelope<T: Resource> {
+pub(super) struct RequestEnvelope<T: Resource> {
     #[serde(default)]
-    api_version: String,
+    pub(super) api_version: String,
     #[serde(default)]
-    kind: String,
-    request: Option<AdmissionRequest<T>>,
+    pub(super) kind: String,
+    pub(super) request: Option<AdmissionRequest<T>>,
 }
 
 #[derive(Serialize)]
@@ -106,7 +106,7 @@ pub fn review(body: &[u8], scope: Scope, state: &State) -> Reply {
     review_pod(&request, scope, state)
 }
 
-fn check_envelope(api_version: &str, kind: &str) -> Result<(), Reply> {
+pub(super) fn check_envelope(api_version: &str, kind: &str) -> Result<(), Reply> {
     if api_version != ADMISSION_API_VERSION || kind != ADMISSION_KIND {
         return Err(Reply::error(
             StatusCode::BAD_REQUEST,
@@ -119,7 +119,7 @@ fn check_envelope(api_version: &str, kind: &str) -> Result<(), Reply> {
     Ok(())
 }
 
-fn missing_request() -> Reply {
+pub(super) fn missing_request() -> Reply {
     Reply::error(
         StatusCode::BAD_REQUEST,
         "the AdmissionReview has no `request`: nothing to review",
@@ -280,7 +280,7 @@ fn non_empty(warnings: Vec<String>) -> Option<Vec<String>> {
     (!warnings.is_empty()).then_some(warnings)
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::metrics::{Endpoint, RequestOutcome};
 use super::review::{self, Reply};
 use super::state::State;
+use super::validate_review;
 use crate::inject::Scope;
 
 /// The largest AdmissionReview accepted. The API server's own request limit
@@ -39,6 +40,7 @@ pub fn router(state: Arc<State>) -> Router {
             Endpoint::InjectObject.path(),
             post(|s, h, b| admit(s, h, b, Endpoint::InjectObject, Scope::Object)),
         )
+        .route(Endpoint::Validate.path(), post(validate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -46,15 +48,40 @@ pub fn router(state: Arc<State>) -> Router {
 }
 
 async fn admit(
-    Extract(state): Extract<Arc<State>>,
+    state: Extract<Arc<State>>,
     headers: HeaderMap,
     body: Body,
     endpoint: Endpoint,
     scope: Scope,
 ) -> Response {
+    answer(state, headers, body, endpoint, |bytes, state| {
+        review::review(bytes, scope, state)
+    })
+    .await
+}
+
+async fn validate(state: Extract<Arc<State>>, headers: HeaderMap, body: Body) -> Response {
+    answer(
+        state,
+        headers,
+        body,
+        Endpoint::Validate,
+        validate_review::review,
+    )
+    .await
+}
+
+/// Reads the body, answers it with `review`, counts and logs the outcome.
+async fn answer(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
+    review: impl FnOnce(&[u8], &State) -> Reply,
+) -> Response {
     let started = Instant::now();
     let reply = match read_json_body(&headers, body).await {
-        Ok(bytes) => review::review(&bytes, scope, &state),
+        Ok(bytes) => review(&bytes, &state),
         Err(reply) => reply,
     };
     let took = started.elapsed();
@@ -159,7 +186,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready once the certificate, the revision and the ProxyConfigs are loaded.
+/// Ready once the certificate, the revision, the ProxyConfigs and the
+/// validation view are loaded.
 async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
     let readiness = state.readiness();
     let status = if readiness.is_ready() {

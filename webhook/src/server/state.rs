@@ -14,11 +14,13 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
+use meshkeeper_crds::meshkeeper::mesh::ValidationPolicy;
 use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
 use meshkeeper_crds::networking::proxy_config::ProxyConfig;
 
 use super::metrics::Metrics;
 use crate::inject::{self, Outcome, Request, Settings};
+use crate::validate::index::Index;
 
 /// The server's fixed inputs (its flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +42,16 @@ pub struct Revision {
     pub settings: Settings,
     /// Namespace whose ProxyConfigs apply mesh-wide.
     pub root_namespace: String,
+    /// Whether each validation check denies or only warns.
+    pub validation: ValidationPolicy,
+}
+
+/// What `/validate` judges cross-object checks against: the cluster's
+/// VirtualServices and DestinationRules, and the namespaces being deleted.
+#[derive(Clone, Debug, Default)]
+pub struct ValidationView {
+    pub index: Index,
+    pub terminating_namespaces: std::collections::HashSet<String>,
 }
 
 /// The injection function. Always [`inject::inject`] in the server; tests
@@ -58,6 +70,11 @@ pub struct State {
     revision: ArcSwapOption<Revision>,
     proxy_configs: ArcSwap<Vec<ProxyConfig>>,
     proxy_configs_synced: AtomicBool,
+    /// Replaced whole on every change, so a request reads it without locks.
+    validation_view: ArcSwap<ValidationView>,
+    validation_view_synced: AtomicBool,
+    /// Wakes the validation watch when the root namespace may have changed.
+    revision_changed: tokio::sync::Notify,
     tls_loaded: AtomicBool,
     injector: Injector,
     metrics: Metrics,
@@ -81,6 +98,9 @@ impl State {
             revision: ArcSwapOption::empty(),
             proxy_configs: ArcSwap::from_pointee(Vec::new()),
             proxy_configs_synced: AtomicBool::new(false),
+            validation_view: ArcSwap::from_pointee(ValidationView::default()),
+            validation_view_synced: AtomicBool::new(false),
+            revision_changed: tokio::sync::Notify::new(),
             tls_loaded: AtomicBool::new(false),
             injector: Arc::new(inject::inject),
             metrics: Metrics::new(),
@@ -124,6 +144,7 @@ impl State {
         self.set_revision(Revision {
             settings,
             root_namespace: revision.spec.config.root_namespace().to_string(),
+            validation: revision.spec.config.validation.clone().unwrap_or_default(),
         });
         Ok(())
     }
@@ -131,6 +152,23 @@ impl State {
     /// Sets the resolved settings directly.
     pub fn set_revision(&self, revision: Revision) {
         self.revision.store(Some(Arc::new(revision)));
+        self.revision_changed.notify_one();
+    }
+
+    /// Resolves once the revision was set since the last call (the
+    /// validation watch rebuilds its index for a new root namespace).
+    pub async fn revision_changed(&self) {
+        self.revision_changed.notified().await;
+    }
+
+    /// Replaces the validation view; the first call marks it synced.
+    pub fn set_validation_view(&self, view: ValidationView) {
+        self.validation_view.store(Arc::new(view));
+        self.validation_view_synced.store(true, Ordering::Release);
+    }
+
+    pub fn validation_view(&self) -> Arc<ValidationView> {
+        self.validation_view.load_full()
     }
 
     pub fn revision(&self) -> Option<Arc<Revision>> {
@@ -158,6 +196,7 @@ impl State {
             tls: self.tls_loaded.load(Ordering::Acquire),
             revision: self.revision.load().is_some(),
             proxy_configs: self.proxy_configs_synced.load(Ordering::Acquire),
+            validation_view: self.validation_view_synced.load(Ordering::Acquire),
         }
     }
 }
@@ -168,11 +207,13 @@ pub struct Readiness {
     pub tls: bool,
     pub revision: bool,
     pub proxy_configs: bool,
+    /// VirtualServices, DestinationRules and Namespaces listed once.
+    pub validation_view: bool,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.tls && self.revision && self.proxy_configs
+        self.tls && self.revision && self.proxy_configs && self.validation_view
     }
 }
 
@@ -181,7 +222,12 @@ impl fmt::Display for Readiness {
         let word = |ok: bool| if ok { "ok" } else { "waiting" };
         writeln!(f, "tls certificate: {}", word(self.tls))?;
         writeln!(f, "mesh revision: {}", word(self.revision))?;
-        writeln!(f, "proxy configs: {}", word(self.proxy_configs))
+        writeln!(f, "proxy configs: {}", word(self.proxy_configs))?;
+        writeln!(
+            f,
+            "virtual services, destination rules, namespaces: {}",
+            word(self.validation_view)
+        )
     }
 }
 
@@ -402,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn readiness_needs_all_three() {
+    fn readiness_needs_all_four() {
         let state = State::new(StateOptions {
             revision: "default".into(),
             own_namespace: "meshkeeper-system".into(),

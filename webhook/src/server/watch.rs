@@ -13,6 +13,11 @@ use kube::runtime::watcher::{self, Event};
 use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
 use meshkeeper_crds::networking::proxy_config::ProxyConfig;
 
+use k8s_openapi::api::core::v1::Namespace;
+use meshkeeper_crds::networking::destination_rule::DestinationRule;
+use meshkeeper_crds::networking::virtual_service::VirtualService;
+
+use super::cluster_view::{ClusterView, ViewEvent};
 use super::state::{ProxyConfigIndex, State, parse_mesh_revision};
 
 /// The first Kubernetes minor version (of major 1) that runs native
@@ -112,6 +117,55 @@ pub async fn watch_proxy_configs(client: kube::Client, state: Arc<State>) {
             let snapshot = index.snapshot();
             tracing::debug!(count = snapshot.len(), "ProxyConfigs updated");
             state.set_proxy_configs(snapshot);
+        }
+    }
+}
+
+/// Keeps the validation view current: VirtualServices and
+/// DestinationRules in all namespaces, and Namespaces (to allow deletions
+/// while a namespace terminates). Publishes nothing until all three are
+/// listed, so no request is judged on a partial view.
+pub async fn watch_validation_view(client: kube::Client, state: Arc<State>) {
+    let all = |resource: ApiResource| {
+        let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+        watcher::watcher(api, watcher::Config::default()).default_backoff()
+    };
+    let virtual_services = all(ApiResource::erase::<VirtualService>(&()))
+        .map(|e| e.map(ViewEvent::VirtualService))
+        .boxed();
+    let destination_rules = all(ApiResource::erase::<DestinationRule>(&()))
+        .map(|e| e.map(ViewEvent::DestinationRule))
+        .boxed();
+    let namespaces = all(ApiResource::erase::<Namespace>(&()))
+        .map(|e| e.map(ViewEvent::Namespace))
+        .boxed();
+    let mut events = futures::stream::select_all([virtual_services, destination_rules, namespaces]);
+    let mut view = ClusterView::default();
+    loop {
+        let changed = tokio::select! {
+            event = events.next() => match event {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watching VirtualServices, DestinationRules or Namespaces");
+                    false
+                }
+                Some(Ok(event)) => {
+                    let (changed, problems) = view.apply(event);
+                    for problem in &problems {
+                        tracing::warn!("{problem}");
+                    }
+                    changed
+                }
+            },
+            // The root namespace decides visibility: rebuild for a new one.
+            () = state.revision_changed() => true,
+        };
+        if changed && view.synced() {
+            let root = state
+                .revision()
+                .map(|r| r.root_namespace.clone())
+                .unwrap_or_else(|| crate::validate::index::DEFAULT_ROOT_NAMESPACE.to_string());
+            state.set_validation_view(view.build(&root));
         }
     }
 }

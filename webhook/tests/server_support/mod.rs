@@ -116,11 +116,13 @@ pub fn mesh_revision(name: &str) -> MeshRevision {
     .unwrap()
 }
 
-/// State that is ready to inject for revision `canary`.
+/// State that is ready to inject and validate for revision `canary`
+/// (with an empty cluster view).
 pub fn ready_state() -> Arc<State> {
     let state = State::new(options());
     state.apply_revision(&mesh_revision("canary")).unwrap();
     state.set_proxy_configs(Vec::new());
+    state.set_validation_view(server::ValidationView::default());
     Arc::new(state)
 }
 

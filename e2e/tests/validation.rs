@@ -1,0 +1,253 @@
+//! The validating webhook against the real control plane: the real
+//! `meshkeeper-webhook` binary on loopback, a ValidatingWebhookConfiguration
+//! built by `meshkeeper_webhook::configuration` pointing the API server at
+//! it, and networking configuration applied with kubectl as users do.
+//!
+//! Each scenario serves its own revision and scopes its configuration to
+//! its own namespace by a label, so parallel scenarios and other tests never
+//! meet its webhook.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, PostParams};
+use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
+use meshkeeper_e2e::{DEADLINE, DeleteOnDrop, Harness, TestNamespace, wait_until, webhook_binary};
+use meshkeeper_webhook::configuration::{
+    Target, ValidatorWebhook, validating_webhook_configuration,
+};
+use serde_json::{Value, json};
+use support::{Certificates, WebhookProcess};
+
+/// The label that puts a namespace under one scenario's validator.
+const SCOPE_LABEL: &str = "meshkeeper.io/e2e-validation";
+
+/// One scenario's validator: a revision, its webhook process, its
+/// configuration limited to one labelled namespace. Dropped in field order:
+/// the configuration goes before the webhook stops, then the namespace.
+struct Validator {
+    _configuration: DeleteOnDrop,
+    webhook: WebhookProcess,
+    namespace: TestNamespace,
+    _revision_object: DeleteOnDrop,
+    _certs: Certificates,
+}
+
+impl Validator {
+    async fn start(h: &Harness, scenario: &str) -> anyhow::Result<Self> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let revision = format!(
+            "e2e-validate-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        h.install_crds().await?;
+        let binary = tokio::task::spawn_blocking(webhook_binary).await??;
+        let certs = Certificates::new()?;
+
+        let object: MeshRevision = serde_json::from_value(json!({
+            "apiVersion": "meshkeeper.io/v1alpha1",
+            "kind": "MeshRevision",
+            "metadata": {"name": revision, "labels": {"meshkeeper.io/e2e": "true"}},
+            "spec": {"mesh": "default", "version": "0.1.0"}
+        }))?;
+        Api::<MeshRevision>::all(h.client.clone())
+            .create(&PostParams::default(), &object)
+            .await
+            .with_context(|| format!("creating MeshRevision {revision}"))?;
+        let revision_object = h.delete_on_drop("meshrevisions.meshkeeper.io", &revision);
+
+        let namespace = h.namespace(scenario).await?;
+        h.kubectl(
+            &[
+                "label",
+                "namespace",
+                &namespace.name,
+                &format!("{SCOPE_LABEL}={revision}"),
+            ],
+            None,
+        )?;
+
+        let webhook = WebhookProcess::start(&binary, h.kubeconfig(), &revision, &certs)?;
+        let mut spec = ValidatorWebhook::new(
+            &revision,
+            Target::Url(format!("https://{}", webhook.address)),
+            certs.ca_pem.as_bytes(),
+        );
+        spec.timeout_seconds = 5;
+        spec.namespace_selector = Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                SCOPE_LABEL.to_string(),
+                revision.clone(),
+            )])),
+            match_expressions: None,
+        });
+        let configuration = validating_webhook_configuration(&spec)?;
+        Api::<ValidatingWebhookConfiguration>::all(h.client.clone())
+            .create(&PostParams::default(), &configuration)
+            .await
+            .with_context(|| format!("creating ValidatingWebhookConfiguration {}", spec.name))?;
+        let configuration = h.delete_on_drop("validatingwebhookconfigurations", &spec.name);
+
+        let validator = Self {
+            _configuration: configuration,
+            webhook,
+            namespace,
+            _revision_object: revision_object,
+            _certs: certs,
+        };
+        validator.wait_until_validating(h).await?;
+        Ok(validator)
+    }
+
+    fn ns(&self) -> &str {
+        &self.namespace.name
+    }
+
+    /// The API server learns of new configurations asynchronously and the
+    /// webhook is ready once it has listed the cluster: a server-side dry
+    /// run of a dangling route shows when both have happened.
+    async fn wait_until_validating(&self, h: &Harness) -> anyhow::Result<()> {
+        let probe = virtual_service("probe", "probe-host", "missing").to_string();
+        let result = wait_until("the webhook to judge a dry-run route", DEADLINE, || {
+            let probe = probe.clone();
+            async move {
+                match self.kubectl(h, &["create", "--dry-run=server", "-f", "-"], Some(&probe)) {
+                    Ok(_) => bail!("the dangling probe route was admitted"),
+                    Err(e) => Ok(format!("{e:#}")
+                        .contains("rejected by meshkeeper")
+                        .then_some(())),
+                }
+            }
+        })
+        .await;
+        result.with_context(|| format!("webhook log:\n{}", self.webhook.log_tail()))
+    }
+
+    /// kubectl in the scenario's namespace.
+    fn kubectl(&self, h: &Harness, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        let mut all = vec!["-n", self.ns()];
+        all.extend_from_slice(args);
+        h.kubectl(&all, stdin)
+    }
+
+    /// Applies a YAML file of the corpus into the scenario's namespace.
+    fn apply_corpus(&self, h: &Harness, file: &str) -> anyhow::Result<String> {
+        let path = meshkeeper_testkit::corpus_dir()?
+            .join("istio-samples/bookinfo/networking")
+            .join(file);
+        self.kubectl(h, &["apply", "-f", &path.to_string_lossy()], None)
+    }
+
+    /// The rejection kubectl reports for `args`, failing if it succeeds.
+    fn rejection(&self, h: &Harness, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        match self.kubectl(h, args, stdin) {
+            Ok(out) => bail!("kubectl {args:?} succeeded: {out}"),
+            Err(e) => Ok(format!("{e:#}")),
+        }
+    }
+}
+
+fn virtual_service(name: &str, host: &str, subset: &str) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": name},
+        "spec": {"hosts": [host], "http": [{"route": [
+            {"destination": {"host": host, "subset": subset}}]}]}
+    })
+}
+
+#[tokio::test]
+async fn bookinfo_applies_and_breaking_changes_are_rejected_with_the_fix() -> anyhow::Result<()> {
+    let h = Harness::connect().await?;
+    let v = Validator::start(&h, "validate-bookinfo").await?;
+
+    v.apply_corpus(&h, "destination-rule-all.yaml")?;
+    v.apply_corpus(&h, "virtual-service-all-v1.yaml")?;
+
+    // A route to a subset no DestinationRule defines names it and the rule.
+    let dangling = virtual_service("reviews", "reviews", "v9").to_string();
+    let refused = v.rejection(&h, &["apply", "-f", "-"], Some(&dangling))?;
+    ensure!(
+        refused.contains("v9") && refused.contains("reviews") && refused.contains("MK0201"),
+        "{refused}"
+    );
+    let dry_run = v.rejection(
+        &h,
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&dangling),
+    )?;
+    ensure!(
+        dry_run.contains("v9") && dry_run.contains("MK0201"),
+        "the server-side dry run was not rejected the same way: {dry_run}"
+    );
+
+    // The reviews rule still serves the route to v1.
+    let deleting = v.rejection(&h, &["delete", "destinationrule", "reviews"], None)?;
+    ensure!(
+        deleting.contains("MK0202") && deleting.contains("reviews"),
+        "{deleting}"
+    );
+    v.kubectl(&h, &["get", "destinationrule", "reviews"], None)
+        .context("the DestinationRule must still exist")?;
+
+    // Removing the router would break every HTTP request of the workload.
+    let filter = json!({
+        "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+        "metadata": {"name": "drop-router"},
+        "spec": {
+            "workloadSelector": {"labels": {"app": "reviews"}},
+            "configPatches": [{
+                "applyTo": "HTTP_FILTER",
+                "match": {"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "subFilter": {"name": "envoy.filters.http.router"}}}}},
+                "patch": {"operation": "REMOVE"}
+            }]
+        }
+    })
+    .to_string();
+    let refused = v.rejection(&h, &["apply", "-f", "-"], Some(&filter))?;
+    ensure!(
+        refused.contains("MK0303") && refused.contains("envoy.filters.http.router"),
+        "{refused}"
+    );
+
+    // A lesser problem is admitted with a warning kubectl prints.
+    let mut legacy = virtual_service("details-gw", "details", "v1");
+    legacy["spec"]["gateways"] = json!([format!("bookinfo-gateway.{}", v.ns())]);
+    let (_, stderr) = h.kubectl_with_stderr(
+        &["-n", v.ns(), "apply", "-f", "-"],
+        Some(&legacy.to_string()),
+    )?;
+    ensure!(
+        stderr.contains("Warning:") && stderr.contains("legacy"),
+        "no warning printed: {stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_namespace_holding_rules_and_routes_deletes_cleanly() -> anyhow::Result<()> {
+    let h = Harness::connect().await?;
+    let v = Validator::start(&h, "validate-ns-delete").await?;
+    v.apply_corpus(&h, "destination-rule-all.yaml")?;
+    v.apply_corpus(&h, "virtual-service-all-v1.yaml")?;
+
+    let name = v.ns().to_string();
+    h.kubectl(&["delete", "namespace", &name, "--wait=false"], None)?;
+    let namespaces = Api::<Namespace>::all(h.client.clone());
+    let gone = wait_until(&format!("namespace {name} to disappear"), DEADLINE, || {
+        let namespaces = namespaces.clone();
+        let name = name.clone();
+        async move { Ok(namespaces.get_opt(&name).await?.is_none().then_some(())) }
+    })
+    .await;
+    gone.with_context(|| format!("webhook log:\n{}", v.webhook.log_tail()))
+}
