@@ -5,8 +5,10 @@
 //! typical pod (or the same pod grown to `--containers`) for a warm-up and
 //! then a measured period, and reports throughput, latency percentiles and
 //! errors. Every request carries its own uid and every answer must echo it
-//! with an injection patch, or it counts as an error. Bounded: it stops by
-//! itself when the time is up.
+//! with an injection patch, or it counts as an error. With `--validate` it
+//! posts a new VirtualService to `/validate` instead (against
+//! `examples/validate_server.rs`), and every answer must echo the uid and
+//! allow it. Bounded: it stops by itself when the time is up.
 //!
 //! ```text
 //! cargo run --release -p meshkeeper-webhook --example loadgen -- \
@@ -17,6 +19,10 @@
 #[path = "../benches/support/pods.rs"]
 #[allow(dead_code)]
 mod pods;
+
+#[path = "../benches/support/networking.rs"]
+#[allow(dead_code)]
+mod networking;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,9 +53,14 @@ struct Args {
     /// Name the certificate must be valid for.
     #[arg(long, default_value = "127.0.0.1")]
     server_name: String,
-    /// Endpoint the reviews are posted to.
-    #[arg(long, default_value = "/inject/namespace")]
-    path: String,
+    /// Endpoint the reviews are posted to (default `/inject/namespace`, or
+    /// `/validate` with `--validate`).
+    #[arg(long)]
+    path: Option<String>,
+    /// Post a VirtualService CREATE (`benches/support/networking.rs`) that
+    /// must be allowed, instead of a pod that must be injected.
+    #[arg(long)]
+    validate: bool,
     /// Concurrent keep-alive connections, one request in flight on each.
     #[arg(long, default_value_t = 16)]
     connections: usize,
@@ -112,19 +123,31 @@ impl Tally {
 struct Template {
     body: Vec<u8>,
     uid_at: usize,
+    /// A validation review: the answer allows, with no patch.
+    validate: bool,
 }
 
 impl Template {
-    fn new(containers: usize) -> anyhow::Result<Self> {
-        let pod = if containers == 0 {
-            pods::typical_pod()
+    fn new(containers: usize, validate: bool) -> anyhow::Result<Self> {
+        let review = if validate {
+            let vs = networking::new_virtual_service();
+            networking::review("CREATE", &vs, None, pods::PLACEHOLDER_UID)
+        } else if containers == 0 {
+            pods::review(&pods::typical_pod(), pods::PLACEHOLDER_UID)
         } else {
-            pods::pod_with_containers(containers)
+            pods::review(
+                &pods::pod_with_containers(containers),
+                pods::PLACEHOLDER_UID,
+            )
         };
-        let body = serde_json::to_vec(&pods::review(&pod, pods::PLACEHOLDER_UID))?;
+        let body = serde_json::to_vec(&review)?;
         let uid_at = find(&body, pods::PLACEHOLDER_UID.as_bytes())
             .context("the review body holds no uid placeholder")?;
-        Ok(Self { body, uid_at })
+        Ok(Self {
+            body,
+            uid_at,
+            validate,
+        })
     }
 
     /// The body with a uid unique to this connection and sequence number.
@@ -273,7 +296,7 @@ async fn run_connection(
         let finished = Instant::now();
         // Errors count whenever they happen; latencies only when measured.
         match result {
-            Ok((StatusCode::OK, body)) if answers(&body, &uid) => {
+            Ok((StatusCode::OK, body)) if answers(&body, &uid, template.validate) => {
                 if (plan.measure_from..plan.end).contains(&finished) {
                     let micros = finished.duration_since(started).as_micros();
                     tally
@@ -294,10 +317,11 @@ async fn run_connection(
     tally
 }
 
-/// The answer echoes the uid and carries the injection patch.
-fn answers(body: &[u8], uid: &str) -> bool {
+/// The answer echoes the uid and allows, with the injection patch unless
+/// it is a validation.
+fn answers(body: &[u8], uid: &str, validate: bool) -> bool {
     find(body, uid.as_bytes()).is_some()
-        && find(body, br#""patchType":"JSONPatch""#).is_some()
+        && (validate || find(body, br#""patchType":"JSONPatch""#).is_some())
         && find(body, br#""allowed":true"#).is_some()
 }
 
@@ -333,13 +357,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.server_name
         )
     })?;
+    let path = args.path.clone().unwrap_or_else(|| {
+        let default = if args.validate {
+            "/validate"
+        } else {
+            "/inject/namespace"
+        };
+        default.to_owned()
+    });
     let target = Arc::new(Target {
         address: args.address,
         server_name,
         tls: TlsConnector::from(Arc::new(config)),
-        path: args.path.clone(),
+        path: path.clone(),
     });
-    let template = Arc::new(Template::new(args.containers)?);
+    let template = Arc::new(Template::new(args.containers, args.validate)?);
     let containers = if args.containers == 0 {
         2
     } else {
@@ -381,10 +413,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let seconds = args.duration.as_secs_f64();
     println!(
         "target:      https://{}{} over TLS, {} keep-alive connections, {} client thread(s)",
-        args.address, args.path, args.connections, args.threads
+        args.address, path, args.connections, args.threads
     );
+    let subject = if args.validate {
+        "new VirtualService (CREATE)".to_owned()
+    } else {
+        format!("pod with {containers} containers")
+    };
     println!(
-        "review:      pod with {containers} containers, {:.1} KiB request body",
+        "review:      {subject}, {:.1} KiB request body",
         template.body.len() as f64 / 1024.0
     );
     println!(
