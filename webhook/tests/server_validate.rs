@@ -305,6 +305,73 @@ async fn a_subset_without_running_pods_is_allowed_with_a_warning() {
     );
 }
 
+/// The view as the watches build it: a rule, a Service selecting
+/// `app=reviews`, and one running pod of it labelled `version=v1`.
+fn view_from_watch_events() -> ValidationView {
+    use kube::api::DynamicObject;
+    use kube::runtime::watcher::Event;
+    use meshkeeper_webhook::server::cluster_view::{ClusterView, ViewEvent};
+
+    let object = |value: Value| serde_json::from_value::<DynamicObject>(value).unwrap();
+    let mut rule = destination_rule("reviews-rule", "reviews", &["v1", "v2"]);
+    rule["metadata"]["namespace"] = json!(NS);
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "reviews", "namespace": NS},
+        "spec": {"selector": {"app": "reviews"}}
+    });
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "reviews-v1", "namespace": NS,
+                     "labels": {"app": "reviews", "version": "v1"}},
+        "status": {"phase": "Running"}
+    });
+    let mut view = ClusterView::default();
+    // Each kind's listing: how to wrap its events, and its objects.
+    type Listing = (fn(Event<DynamicObject>) -> ViewEvent, Vec<Value>);
+    let listings: [Listing; 5] = [
+        (ViewEvent::VirtualService, vec![]),
+        (ViewEvent::DestinationRule, vec![rule]),
+        (ViewEvent::Namespace, vec![]),
+        (ViewEvent::Service, vec![service]),
+        (ViewEvent::Pod, vec![pod]),
+    ];
+    for (kind, objects) in listings {
+        view.apply(kind(Event::Init));
+        for value in objects {
+            let (_, problems) = view.apply(kind(Event::InitApply(object(value))));
+            assert!(problems.is_empty(), "{problems:?}");
+        }
+        view.apply(kind(Event::InitDone));
+    }
+    assert!(view.synced());
+    view.build("istio-system")
+}
+
+#[tokio::test]
+async fn watched_services_and_pods_drive_the_no_running_pod_warning() {
+    let state = state_with(view_from_watch_events());
+    let to_v2 = send(
+        state.clone(),
+        &create(&virtual_service("to-v2", "reviews", "v2")),
+    )
+    .await;
+    assert_eq!(to_v2["allowed"], true, "{to_v2}");
+    let warned = warnings(&to_v2);
+    assert!(
+        warned.iter().any(|w| w.starts_with("MK0203 spec.http[0]")),
+        "{warned:?}"
+    );
+
+    let to_v1 = send(state, &create(&virtual_service("to-v1", "reviews", "v1"))).await;
+    assert_eq!(to_v1["allowed"], true, "{to_v1}");
+    let warned = warnings(&to_v1);
+    assert!(
+        !warned.iter().any(|w| w.starts_with("MK0203")),
+        "{warned:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_warn_policy_turns_the_denial_into_a_warning() {
     let state = State::new(options());

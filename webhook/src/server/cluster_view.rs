@@ -1,12 +1,14 @@
 //! The cluster as `/validate` sees it, kept from watch events: every
-//! VirtualService and DestinationRule, and which namespaces are being
-//! deleted. Pure: events in, a [`ValidationView`] out; `watch` feeds it.
+//! VirtualService and DestinationRule, which namespaces are being deleted,
+//! and the labels of the running pods behind each selecting Service.
+//! Pure: events in, a [`ValidationView`] out; `watch` feeds it.
 
 use std::collections::{BTreeMap, HashSet};
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
+use meshkeeper_crds::networking::common::Labels;
 use meshkeeper_crds::networking::destination_rule::DestinationRule;
 use meshkeeper_crds::networking::virtual_service::VirtualService;
 
@@ -104,6 +106,8 @@ pub enum ViewEvent {
     VirtualService(Event<DynamicObject>),
     DestinationRule(Event<DynamicObject>),
     Namespace(Event<DynamicObject>),
+    Service(Event<DynamicObject>),
+    Pod(Event<DynamicObject>),
 }
 
 /// Everything the validation view is built from.
@@ -113,14 +117,29 @@ pub struct ClusterView {
     destination_rules: WatchedSet<DestinationRule>,
     /// Namespace name → whether it is being deleted.
     namespaces: WatchedSet<bool>,
+    /// Service → its `spec.selector` (`None`: selects no pod).
+    services: WatchedSet<Option<Labels>>,
+    pods: WatchedSet<PodSummary>,
+}
+
+/// What the view keeps of a pod: enough to tell whether it serves a
+/// Service and which subsets its labels fall in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PodSummary {
+    labels: Labels,
+    /// Running and not being deleted: a pod on its way out no longer
+    /// counts as a backend a subset could rely on.
+    serving: bool,
 }
 
 impl ClusterView {
-    /// Whether all three kinds have been listed once.
+    /// Whether every kind has been listed once.
     pub fn synced(&self) -> bool {
         self.virtual_services.synced()
             && self.destination_rules.synced()
             && self.namespaces.synced()
+            && self.services.synced()
+            && self.pods.synced()
     }
 
     /// Applies one event; see [`WatchedSet::apply`].
@@ -133,6 +152,8 @@ impl ClusterView {
                 .destination_rules
                 .apply(e, |o| parse_typed(o, "DestinationRule")),
             ViewEvent::Namespace(e) => self.namespaces.apply(e, |o| Ok(is_terminating(o))),
+            ViewEvent::Service(e) => self.services.apply(e, parse_service_selector),
+            ViewEvent::Pod(e) => self.pods.apply(e, |o| Ok(summarize_pod(o))),
         }
     }
 
@@ -145,6 +166,9 @@ impl ClusterView {
         }
         for vs in self.virtual_services.values() {
             index.upsert_virtual_service(vs);
+        }
+        for ((namespace, service), pods) in serving_pods_by_service(&self.services, &self.pods) {
+            index.set_service_pods(&namespace, &service, pods);
         }
         let terminating_namespaces = self
             .namespaces
@@ -163,6 +187,70 @@ impl ClusterView {
 fn is_terminating(namespace: &DynamicObject) -> bool {
     namespace.metadata.deletion_timestamp.is_some()
         || namespace.data["status"]["phase"].as_str() == Some("Terminating")
+}
+
+/// The labels of the serving pods behind every Service that has a
+/// selector, keyed by `(namespace, service)`. A Service without a selector
+/// (or with an empty one) is left out: Kubernetes manages no endpoints for
+/// it, so the view cannot say which pods back it.
+fn serving_pods_by_service(
+    services: &WatchedSet<Option<Labels>>,
+    pods: &WatchedSet<PodSummary>,
+) -> BTreeMap<Key, Vec<Labels>> {
+    services
+        .live
+        .iter()
+        .filter_map(|(key, selector)| {
+            let selector = selector.as_ref().filter(|s| !s.is_empty())?;
+            let backing = pods_in_namespace(pods, &key.0)
+                .filter(|pod| pod.serving && selector_matches(selector, &pod.labels))
+                .map(|pod| pod.labels.clone())
+                .collect();
+            Some((key.clone(), backing))
+        })
+        .collect()
+}
+
+fn pods_in_namespace<'a>(
+    pods: &'a WatchedSet<PodSummary>,
+    namespace: &'a str,
+) -> impl Iterator<Item = &'a PodSummary> {
+    // Keys sort by namespace first, so one namespace is one contiguous range.
+    pods.live
+        .range((namespace.to_owned(), String::new())..)
+        .take_while(move |((pod_namespace, _), _)| pod_namespace == namespace)
+        .map(|(_, pod)| pod)
+}
+
+/// A Service selector matches a pod carrying every one of its labels with
+/// the same value (equality only, as `spec.selector` is).
+fn selector_matches(selector: &Labels, pod_labels: &Labels) -> bool {
+    selector
+        .iter()
+        .all(|(key, value)| pod_labels.get(key) == Some(value))
+}
+
+fn parse_service_selector(service: &DynamicObject) -> Result<Option<Labels>, String> {
+    let selector = &service.data["spec"]["selector"];
+    if selector.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(selector.clone()).map_err(|e| {
+        format!(
+            "Service {}/{} is ignored for validation: spec.selector {selector} is not a map of \
+             string labels to string values: {e}",
+            service.namespace().unwrap_or_default(),
+            service.name_any()
+        )
+    })
+}
+
+fn summarize_pod(pod: &DynamicObject) -> PodSummary {
+    let running = pod.data["status"]["phase"].as_str() == Some("Running");
+    PodSummary {
+        labels: pod.labels().clone(),
+        serving: running && pod.metadata.deletion_timestamp.is_none(),
+    }
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(
@@ -231,6 +319,8 @@ mod tests {
             ViewEvent::VirtualService as fn(Event<DynamicObject>) -> ViewEvent,
             ViewEvent::DestinationRule,
             ViewEvent::Namespace,
+            ViewEvent::Service,
+            ViewEvent::Pod,
         ] {
             view.apply(make(Event::Init));
             view.apply(make(Event::InitDone));
@@ -247,7 +337,203 @@ mod tests {
         assert!(!view.synced());
         view.apply(ViewEvent::Namespace(Event::Init));
         view.apply(ViewEvent::Namespace(Event::InitDone));
+        view.apply(ViewEvent::Service(Event::Init));
+        view.apply(ViewEvent::Service(Event::InitDone));
+        assert!(!view.synced(), "pods not listed yet");
+        view.apply(ViewEvent::Pod(Event::Init));
+        view.apply(ViewEvent::Pod(Event::InitDone));
         assert!(view.synced());
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn service(namespace: &str, name: &str, selector: serde_json::Value) -> DynamicObject {
+        object::<k8s_openapi::api::core::v1::Service>(
+            namespace,
+            name,
+            json!({"spec": {"selector": selector}}),
+        )
+    }
+
+    fn pod(namespace: &str, name: &str, pod_labels: &[(&str, &str)], phase: &str) -> DynamicObject {
+        let mut pod = object::<k8s_openapi::api::core::v1::Pod>(
+            namespace,
+            name,
+            json!({"status": {"phase": phase}}),
+        );
+        pod.metadata.labels = Some(labels(pod_labels));
+        pod
+    }
+
+    fn pods_of(view: &ClusterView, host: &str) -> Option<Vec<Labels>> {
+        view.build("istio-system")
+            .index
+            .pods_of_host(host)
+            .map(<[Labels]>::to_vec)
+    }
+
+    #[test]
+    fn a_selector_matches_pods_carrying_all_its_labels() {
+        let selector = labels(&[("app", "reviews")]);
+        assert!(selector_matches(
+            &selector,
+            &labels(&[("app", "reviews"), ("version", "v1")])
+        ));
+        assert!(!selector_matches(&selector, &labels(&[("app", "ratings")])));
+        assert!(!selector_matches(&selector, &labels(&[("version", "v1")])));
+    }
+
+    #[test]
+    fn a_service_gets_the_labels_of_its_running_pods_in_its_namespace() {
+        let mut view = ClusterView::default();
+        list_all(&mut view);
+        let app = ("app", "reviews");
+        for event in [
+            ViewEvent::Service(Event::Apply(service(
+                "shop",
+                "reviews",
+                json!({"app": "reviews"}),
+            ))),
+            ViewEvent::Pod(Event::Apply(pod(
+                "shop",
+                "v1",
+                &[app, ("version", "v1")],
+                "Running",
+            ))),
+            ViewEvent::Pod(Event::Apply(pod(
+                "shop",
+                "v2",
+                &[app, ("version", "v2")],
+                "Pending",
+            ))),
+            ViewEvent::Pod(Event::Apply(pod(
+                "shop",
+                "other",
+                &[("app", "ratings")],
+                "Running",
+            ))),
+            ViewEvent::Pod(Event::Apply(pod(
+                "elsewhere",
+                "v3",
+                &[app, ("version", "v3")],
+                "Running",
+            ))),
+        ] {
+            view.apply(event);
+        }
+        assert_eq!(
+            pods_of(&view, "reviews.shop.svc.cluster.local"),
+            Some(vec![labels(&[app, ("version", "v1")])])
+        );
+
+        // The pod stops running: the service is still known, with no pod.
+        view.apply(ViewEvent::Pod(Event::Apply(pod(
+            "shop",
+            "v1",
+            &[app, ("version", "v1")],
+            "Succeeded",
+        ))));
+        assert_eq!(
+            pods_of(&view, "reviews.shop.svc.cluster.local"),
+            Some(vec![])
+        );
+
+        view.apply(ViewEvent::Service(Event::Delete(service(
+            "shop",
+            "reviews",
+            json!(null),
+        ))));
+        assert_eq!(pods_of(&view, "reviews.shop.svc.cluster.local"), None);
+    }
+
+    #[test]
+    fn a_pod_being_deleted_no_longer_serves() {
+        let mut view = ClusterView::default();
+        list_all(&mut view);
+        view.apply(ViewEvent::Service(Event::Apply(service(
+            "shop",
+            "reviews",
+            json!({"app": "reviews"}),
+        ))));
+        let mut leaving = pod("shop", "v1", &[("app", "reviews")], "Running");
+        leaving.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        view.apply(ViewEvent::Pod(Event::Apply(leaving)));
+        assert_eq!(
+            pods_of(&view, "reviews.shop.svc.cluster.local"),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn a_service_without_a_selector_is_not_checked_against_pods() {
+        let mut view = ClusterView::default();
+        list_all(&mut view);
+        view.apply(ViewEvent::Service(Event::Apply(service(
+            "shop",
+            "external",
+            json!(null),
+        ))));
+        view.apply(ViewEvent::Service(Event::Apply(service(
+            "shop",
+            "empty",
+            json!({}),
+        ))));
+        view.apply(ViewEvent::Pod(Event::Apply(pod(
+            "shop",
+            "p",
+            &[("app", "x")],
+            "Running",
+        ))));
+        assert_eq!(pods_of(&view, "external.shop.svc.cluster.local"), None);
+        assert_eq!(pods_of(&view, "empty.shop.svc.cluster.local"), None);
+    }
+
+    #[test]
+    fn a_malformed_selector_is_reported_and_the_service_left_unchecked() {
+        let mut view = ClusterView::default();
+        list_all(&mut view);
+        let bad = service("shop", "reviews", json!({"app": 7}));
+        let (_, problems) = view.apply(ViewEvent::Service(Event::Apply(bad)));
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains("Service shop/reviews") && problems[0].contains("spec.selector"),
+            "{problems:?}"
+        );
+        assert_eq!(pods_of(&view, "reviews.shop.svc.cluster.local"), None);
+    }
+
+    #[test]
+    fn pods_listed_before_sync_count_once_the_listing_ends() {
+        let mut view = ClusterView::default();
+        list_all(&mut view);
+        view.apply(ViewEvent::Service(Event::Apply(service(
+            "shop",
+            "reviews",
+            json!({"app": "reviews"}),
+        ))));
+        view.apply(ViewEvent::Pod(Event::Init));
+        view.apply(ViewEvent::Pod(Event::InitApply(pod(
+            "shop",
+            "v1",
+            &[("app", "reviews")],
+            "Running",
+        ))));
+        assert_eq!(
+            pods_of(&view, "reviews.shop.svc.cluster.local"),
+            Some(vec![])
+        );
+        view.apply(ViewEvent::Pod(Event::InitDone));
+        assert_eq!(
+            pods_of(&view, "reviews.shop.svc.cluster.local"),
+            Some(vec![labels(&[("app", "reviews")])])
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! - [`validate_review`]: `/validate`, the call into [`crate::validate`].
 //! - [`state`]: the revision settings, ProxyConfigs and the validation view
 //!   requests read.
-//! - [`cluster_view`]: the VirtualServices, DestinationRules and terminating
-//!   namespaces `/validate` judges against.
+//! - [`cluster_view`]: the VirtualServices, DestinationRules, terminating
+//!   namespaces and services' running pods `/validate` judges against.
 //! - [`watch`]: keeps the state current from the cluster.
 //! - [`metrics`]: Prometheus counters and histograms.
 //!

@@ -13,7 +13,7 @@ use kube::runtime::watcher::{self, Event};
 use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
 use meshkeeper_crds::networking::proxy_config::ProxyConfig;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use meshkeeper_crds::networking::destination_rule::DestinationRule;
 use meshkeeper_crds::networking::virtual_service::VirtualService;
 
@@ -122,14 +122,16 @@ pub async fn watch_proxy_configs(client: kube::Client, state: Arc<State>) {
 }
 
 /// Keeps the validation view current: VirtualServices and
-/// DestinationRules in all namespaces, and Namespaces (to allow deletions
-/// while a namespace terminates). Publishes nothing until all three are
-/// listed, so no request is judged on a partial view.
+/// DestinationRules in all namespaces, Namespaces (to allow deletions
+/// while a namespace terminates), and Services and running Pods (to warn
+/// about subsets no running pod serves). Publishes nothing until every kind
+/// is listed, so no request is judged on a partial view.
 pub async fn watch_validation_view(client: kube::Client, state: Arc<State>) {
-    let all = |resource: ApiResource| {
+    let watch = |resource: ApiResource, config: watcher::Config| {
         let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-        watcher::watcher(api, watcher::Config::default()).default_backoff()
+        watcher::watcher(api, config).default_backoff()
     };
+    let all = |resource: ApiResource| watch(resource, watcher::Config::default());
     let virtual_services = all(ApiResource::erase::<VirtualService>(&()))
         .map(|e| e.map(ViewEvent::VirtualService))
         .boxed();
@@ -139,14 +141,32 @@ pub async fn watch_validation_view(client: kube::Client, state: Arc<State>) {
     let namespaces = all(ApiResource::erase::<Namespace>(&()))
         .map(|e| e.map(ViewEvent::Namespace))
         .boxed();
-    let mut events = futures::stream::select_all([virtual_services, destination_rules, namespaces]);
+    let services = all(ApiResource::erase::<Service>(&()))
+        .map(|e| e.map(ViewEvent::Service))
+        .boxed();
+    // Only running pods matter: the API server filters the rest out, and
+    // reports a pod leaving the Running phase as deleted from this watch.
+    let running = watcher::Config::default().fields("status.phase=Running");
+    let pods = watch(ApiResource::erase::<Pod>(&()), running)
+        .map(|e| e.map(ViewEvent::Pod))
+        .boxed();
+    let mut events = futures::stream::select_all([
+        virtual_services,
+        destination_rules,
+        namespaces,
+        services,
+        pods,
+    ]);
     let mut view = ClusterView::default();
     loop {
         let changed = tokio::select! {
             event = events.next() => match event {
                 None => break,
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "watching VirtualServices, DestinationRules or Namespaces");
+                    tracing::warn!(
+                        error = %e,
+                        "watching VirtualServices, DestinationRules, Namespaces, Services or Pods"
+                    );
                     false
                 }
                 Some(Ok(event)) => {
