@@ -231,10 +231,24 @@ where
 /// (once per test process) so a scenario always runs the current code.
 pub fn webhook_binary() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            build_binary("meshkeeper-webhook", "meshkeeper-webhook").map_err(|e| format!("{e:#}"))
-        })
+    built_once(&BUILT, "meshkeeper-webhook", "meshkeeper-webhook")
+}
+
+/// The `meshctl` binary, built from this workspace on first use like
+/// [`webhook_binary`].
+pub fn meshctl_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built_once(&BUILT, "meshctl", "meshctl")
+}
+
+/// Builds `bin` of `package` the first time `cell` is asked, then answers
+/// from it (the error too, so a broken build is not retried per scenario).
+fn built_once(
+    cell: &OnceLock<Result<PathBuf, String>>,
+    package: &str,
+    bin: &str,
+) -> anyhow::Result<PathBuf> {
+    cell.get_or_init(|| build_binary(package, bin).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }

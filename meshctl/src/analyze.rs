@@ -1,6 +1,7 @@
 //! Offline analysis: every admission check of the validating webhook, run on
 //! manifests (`meshctl analyze`). The objects are judged together, so a
-//! VirtualService is checked against the DestinationRules in the same files.
+//! VirtualService is checked against the DestinationRules in the same files
+//! and, with `--cluster`, against those the cluster already holds.
 
 use std::path::{Path, PathBuf};
 
@@ -10,10 +11,26 @@ use meshkeeper_webhook::validate::index::Index;
 use meshkeeper_webhook::validate::{self, Finding, Severity};
 use serde_json::Value;
 
+/// Where an analyzed object came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Cluster,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Cluster => f.write_str("cluster"),
+        }
+    }
+}
+
 /// One finding, with where it came from.
 #[derive(Debug)]
 pub struct Report {
-    pub file: PathBuf,
+    pub origin: Origin,
     /// `Kind namespace/name`.
     pub object: String,
     pub finding: Finding,
@@ -28,11 +45,7 @@ impl std::fmt::Display for Report {
         write!(
             f,
             "{level} {} {} ({}): {}: {}",
-            self.finding.code,
-            self.object,
-            self.file.display(),
-            self.finding.path,
-            self.finding.message
+            self.finding.code, self.object, self.origin, self.finding.path, self.finding.message
         )
     }
 }
@@ -44,67 +57,113 @@ struct Loaded {
     object: NetworkingObject,
 }
 
-/// Analyzes every `.yaml`/`.yml`/`.json` file under `paths`. Documents that
-/// are not networking.istio.io objects are ignored; ones that do not decode
-/// are reported as errors (code MK0001) with their field path.
-pub fn analyze(paths: &[PathBuf], default_namespace: &str) -> Result<Vec<Report>, String> {
+/// Analyzes every `.yaml`/`.yml`/`.json` file under `paths`, together with
+/// `cluster` (the VirtualServices and DestinationRules a cluster holds, as
+/// listed; empty when offline). Documents that are not networking.istio.io
+/// objects are ignored; file documents that do not decode are errors (code
+/// MK0001) with their field path, cluster ones warnings (they are skipped:
+/// the files are what is being judged).
+pub fn analyze(
+    paths: &[PathBuf],
+    default_namespace: &str,
+    cluster: &[Value],
+) -> Result<Vec<Report>, String> {
     let mut files = Vec::new();
     for path in paths {
         collect(path, &mut files)?;
     }
     files.sort();
-    let mut reports = Vec::new();
+    let (cluster_objects, mut reports) = decode_cluster(cluster);
     let mut loaded = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("reading {}: {e}", file.display()))?;
         let docs = parse::yaml_documents(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        for mut doc in docs {
-            if !is_networking(&doc) {
-                continue;
-            }
-            if doc["metadata"]["namespace"].as_str().is_none() && doc["metadata"].is_object() {
-                doc["metadata"]["namespace"] = Value::String(default_namespace.to_string());
-            }
-            let label = label_of(&doc);
-            match NetworkingObject::from_value(&doc) {
-                Ok(object) => loaded.push(Loaded {
-                    file: file.clone(),
-                    label,
-                    object,
-                }),
-                Err(e) => reports.push(Report {
-                    file: file.clone(),
-                    object: label,
-                    finding: Finding::error(
-                        validate::Check::ObjectRules,
-                        "MK0001",
-                        e.path().unwrap_or("(document)"),
-                        format!("does not decode: {e}"),
-                    ),
-                }),
+        for doc in docs.into_iter().filter(is_networking) {
+            match load_document(&file, doc, default_namespace) {
+                Ok(item) => loaded.push(item),
+                Err(report) => reports.push(report),
             }
         }
     }
-    let index = index_of(&loaded);
-    for item in &loaded {
-        reports.extend(
-            validate::findings(&item.object, &index)
-                .into_iter()
-                .map(|finding| Report {
-                    file: item.file.clone(),
-                    object: item.label.clone(),
-                    finding,
-                }),
-        );
-    }
+    reports.extend(judge(&cluster_objects, &loaded));
     Ok(reports)
 }
 
-fn index_of(loaded: &[Loaded]) -> Index {
+/// Decodes one file document, filling in the default namespace.
+fn load_document(file: &Path, mut doc: Value, default_namespace: &str) -> Result<Loaded, Report> {
+    if doc["metadata"]["namespace"].as_str().is_none() && doc["metadata"].is_object() {
+        doc["metadata"]["namespace"] = Value::String(default_namespace.to_string());
+    }
+    let label = label_of(&doc);
+    match NetworkingObject::from_value(&doc) {
+        Ok(object) => Ok(Loaded {
+            file: file.to_path_buf(),
+            label,
+            object,
+        }),
+        Err(e) => Err(Report {
+            origin: Origin::File(file.to_path_buf()),
+            object: label,
+            finding: Finding::error(
+                validate::Check::ObjectRules,
+                "MK0001",
+                e.path().unwrap_or("(document)"),
+                format!("does not decode: {e}"),
+            ),
+        }),
+    }
+}
+
+/// Decodes the cluster's objects; an undecodable one is skipped with a
+/// warning, since it is not what the user proposes to change.
+fn decode_cluster(values: &[Value]) -> (Vec<NetworkingObject>, Vec<Report>) {
+    let mut objects = Vec::new();
+    let mut warnings = Vec::new();
+    for value in values {
+        match NetworkingObject::from_value(value) {
+            Ok(object) => objects.push(object),
+            Err(e) => warnings.push(Report {
+                origin: Origin::Cluster,
+                object: label_of(value),
+                finding: Finding::warning(
+                    validate::Check::ObjectRules,
+                    "MK0001",
+                    e.path().unwrap_or("(document)"),
+                    format!("does not decode, left out of the analysis: {e}"),
+                ),
+            }),
+        }
+    }
+    (objects, warnings)
+}
+
+/// Judges the files' objects against one index of the cluster's objects and
+/// theirs. Only the files' objects are reported: the cluster's are context.
+fn judge(cluster: &[NetworkingObject], files: &[Loaded]) -> Vec<Report> {
+    let file_objects: Vec<&NetworkingObject> = files.iter().map(|item| &item.object).collect();
+    let index = index_of(cluster.iter().chain(file_objects));
+    files
+        .iter()
+        .flat_map(|item| {
+            validate::findings(&item.object, &index)
+                .into_iter()
+                .map(|finding| Report {
+                    origin: Origin::File(item.file.clone()),
+                    object: item.label.clone(),
+                    finding,
+                })
+        })
+        .collect()
+}
+
+/// Indexes `objects` in order: a later object with the same kind,
+/// namespace and name replaces an earlier one, which is how the files (the
+/// proposed change, last) override what the cluster holds.
+fn index_of<'a>(objects: impl IntoIterator<Item = &'a NetworkingObject>) -> Index {
     let mut index = Index::default();
-    for item in loaded {
-        match &item.object {
+    for object in objects {
+        match object {
             NetworkingObject::DestinationRule(dr) => index.upsert_destination_rule(dr),
             NetworkingObject::VirtualService(vs) => index.upsert_virtual_service(vs),
             _ => {}
@@ -177,7 +236,7 @@ mod tests {
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v9\n",
         );
         write(&dir, "notes.txt", "not a manifest");
-        let reports = analyze(std::slice::from_ref(&dir), "default").unwrap();
+        let reports = analyze(std::slice::from_ref(&dir), "default", &[]).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let errors: Vec<_> = reports
             .iter()
@@ -200,7 +259,7 @@ mod tests {
             "bad.yaml",
             "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: r\nspec:\n  host: r\n  trafficPolicy:\n    tls:\n      mode: STRICT\n",
         );
-        let reports = analyze(&[dir.join("bad.yaml")], "default").unwrap();
+        let reports = analyze(&[dir.join("bad.yaml")], "default", &[]).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(reports.len(), 1, "{reports:?}");
         assert_eq!(reports[0].finding.code, "MK0001");
@@ -210,7 +269,7 @@ mod tests {
 
     #[test]
     fn missing_path_is_an_error() {
-        assert!(analyze(&[PathBuf::from("/nonexistent/meshkeeper")], "default").is_err());
+        assert!(analyze(&[PathBuf::from("/nonexistent/meshkeeper")], "default", &[]).is_err());
     }
 
     #[test]
@@ -223,13 +282,13 @@ mod tests {
             networking.join("destination-rule-all.yaml"),
             networking.join("virtual-service-all-v1.yaml"),
         ];
-        let reports = analyze(&pair, "default").unwrap();
+        let reports = analyze(&pair, "default", &[]).unwrap();
         assert!(reports.is_empty(), "{reports:#?}");
 
         // All samples at once: they are alternatives (several define the
         // DestinationRule `details` differently), so only the rules that
         // judge one object alone must hold for every one of them.
-        let reports = analyze(&[samples], "default").unwrap();
+        let reports = analyze(&[samples], "default", &[]).unwrap();
         let errors: Vec<String> = reports
             .iter()
             .filter(|r| r.finding.severity == Severity::Error)
@@ -237,5 +296,164 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert!(errors.is_empty(), "{errors:#?}");
+    }
+
+    fn destination_rule(namespace: &str, subsets: &[&str]) -> Value {
+        let subsets: Vec<Value> = subsets
+            .iter()
+            .map(|s| serde_json::json!({"name": s, "labels": {"version": s}}))
+            .collect();
+        serde_json::json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "reviews", "namespace": namespace},
+            "spec": {"host": "reviews", "subsets": subsets}
+        })
+    }
+
+    fn virtual_service(namespace: &str, name: &str, subset: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "hosts": ["reviews"],
+                "http": [{"route": [{"destination": {"host": "reviews", "subset": subset}}]}]
+            }
+        })
+    }
+
+    /// Judges `files` (as if read from `proposed.yaml`) against `cluster`.
+    fn judge_values(cluster: &[Value], files: &[Value]) -> Vec<Report> {
+        let (cluster, mut reports) = decode_cluster(cluster);
+        let files: Vec<Loaded> = files
+            .iter()
+            .map(|doc| load_document(Path::new("proposed.yaml"), doc.clone(), "default").unwrap())
+            .collect();
+        reports.extend(judge(&cluster, &files));
+        reports
+    }
+
+    fn codes(reports: &[Report]) -> Vec<(&str, &str)> {
+        reports
+            .iter()
+            .map(|r| (r.finding.code, r.object.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_virtual_service_is_judged_against_the_cluster_destination_rules() {
+        let cluster = [destination_rule("shop", &["v1", "v2"])];
+        let clean = judge_values(&cluster, &[virtual_service("shop", "reviews", "v2")]);
+        assert!(clean.is_empty(), "{clean:#?}");
+
+        let dangling = judge_values(&cluster, &[virtual_service("shop", "reviews", "v9")]);
+        assert_eq!(
+            codes(&dangling),
+            [("MK0201", "VirtualService shop/reviews")],
+            "{dangling:#?}"
+        );
+        assert_eq!(dangling[0].origin, Origin::File("proposed.yaml".into()));
+    }
+
+    #[test]
+    fn cluster_objects_are_context_and_never_reported() {
+        // A VirtualService already in the cluster routes to a missing subset:
+        // not the user's proposed change, so not reported.
+        let cluster = [
+            destination_rule("shop", &["v1"]),
+            virtual_service("shop", "old", "v9"),
+        ];
+        let reports = judge_values(&cluster, &[virtual_service("shop", "reviews", "v1")]);
+        assert!(reports.is_empty(), "{reports:#?}");
+    }
+
+    #[test]
+    fn a_file_object_replaces_the_cluster_object_of_the_same_name() {
+        // The cluster's DestinationRule defines v9; the file's edit of it
+        // drops v9, so a VirtualService routing there dangles.
+        let cluster = [destination_rule("shop", &["v1", "v9"])];
+        let reports = judge_values(
+            &cluster,
+            &[
+                destination_rule("shop", &["v1"]),
+                virtual_service("shop", "reviews", "v9"),
+            ],
+        );
+        assert_eq!(
+            codes(&reports),
+            [("MK0201", "VirtualService shop/reviews")],
+            "{reports:#?}"
+        );
+
+        // And the other way round: the file adds the subset the cluster lacks.
+        let cluster = [destination_rule("shop", &["v1"])];
+        let reports = judge_values(
+            &cluster,
+            &[
+                destination_rule("shop", &["v1", "v9"]),
+                virtual_service("shop", "reviews", "v9"),
+            ],
+        );
+        assert!(reports.is_empty(), "{reports:#?}");
+    }
+
+    #[test]
+    fn a_cluster_object_of_another_namespace_is_not_replaced() {
+        // Same name, other namespace: the file's DestinationRule of `shop`
+        // leaves the cluster's one of `other` in place, whose v9 the
+        // VirtualService in `other` routes to.
+        let cluster = [destination_rule("other", &["v9"])];
+        let reports = judge_values(
+            &cluster,
+            &[
+                destination_rule("shop", &["v1"]),
+                virtual_service("other", "reviews", "v9"),
+            ],
+        );
+        assert!(reports.is_empty(), "{reports:#?}");
+    }
+
+    #[test]
+    fn undecodable_cluster_objects_are_skipped_with_a_warning() {
+        let mut bad = destination_rule("shop", &["v9"]);
+        bad["spec"]["trafficPolicy"] = serde_json::json!({"tls": {"mode": "STRICT"}});
+        let reports = judge_values(&[bad], &[virtual_service("shop", "reviews", "v9")]);
+        let warning = reports
+            .iter()
+            .find(|r| r.origin == Origin::Cluster)
+            .expect("a warning for the cluster object");
+        assert_eq!(warning.finding.severity, Severity::Warning);
+        assert_eq!(warning.finding.code, "MK0001");
+        assert_eq!(warning.object, "DestinationRule shop/reviews");
+        assert_eq!(warning.finding.path, "spec.trafficPolicy.tls.mode");
+        assert!(warning.to_string().contains("(cluster)"), "{warning}");
+        // Skipped: its v9 does not count, so the file's VirtualService dangles.
+        let errors: Vec<_> = reports
+            .iter()
+            .filter(|r| r.finding.severity == Severity::Error)
+            .collect();
+        assert_eq!(errors.len(), 1, "{reports:#?}");
+        assert_eq!(errors[0].finding.code, "MK0201");
+    }
+
+    #[test]
+    fn analyze_reads_files_with_cluster_values() {
+        let dir = temp_dir("cluster");
+        write(
+            &dir,
+            "vs.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v2\n",
+        );
+        let offline = analyze(std::slice::from_ref(&dir), "shop", &[]).unwrap();
+        let online = analyze(
+            std::slice::from_ref(&dir),
+            "shop",
+            &[destination_rule("shop", &["v1", "v2"])],
+        )
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(codes(&offline), [("MK0201", "VirtualService shop/reviews")]);
+        assert!(online.is_empty(), "{online:#?}");
     }
 }

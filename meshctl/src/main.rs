@@ -1,7 +1,9 @@
 //! `meshctl`: meshkeeper's command line.
 //!
-//! `meshctl kube-inject -f FILE` injects the sidecar into the workloads of a
-//! manifest offline, with the same library the webhook uses;
+//! `meshctl analyze -f PATH... [--cluster] [--kubeconfig PATH]` runs the
+//! validating webhook's checks on manifests, optionally together with what a
+//! cluster holds; `meshctl kube-inject -f FILE` injects the sidecar into the
+//! workloads of a manifest offline, with the same library the webhook uses;
 //! `meshctl webhook-config` prints the injector's and the validator's
 //! webhook configurations for a webhook running outside the cluster.
 
@@ -20,6 +22,7 @@ use meshkeeper_webhook::configuration::{
 use meshkeeper_webhook::inject::Settings;
 
 mod analyze;
+mod cluster;
 mod kube_inject;
 
 #[derive(Parser)]
@@ -41,6 +44,16 @@ enum Command {
         /// Namespace for objects that name none.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+        /// Also read the VirtualServices and DestinationRules the cluster
+        /// holds (all namespaces) and judge the files together with them;
+        /// the files' objects replace cluster objects of the same name.
+        /// Uses --kubeconfig, else KUBECONFIG or ~/.kube/config. Without
+        /// it (and without --kubeconfig) the analysis is purely offline.
+        #[arg(long)]
+        cluster: bool,
+        /// Kubeconfig of the cluster to read; implies --cluster.
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
     },
     /// Inject the sidecar into Pods, Deployments, StatefulSets, DaemonSets,
     /// ReplicaSets, Jobs, CronJobs and Lists of them; other documents pass
@@ -84,8 +97,19 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Analyze { paths, namespace } => {
-            let reports = analyze::analyze(&paths, &namespace).map_err(anyhow::Error::msg)?;
+        Command::Analyze {
+            paths,
+            namespace,
+            cluster,
+            kubeconfig,
+        } => {
+            let cluster_objects = if cluster || kubeconfig.is_some() {
+                cluster::networking_objects(kubeconfig.as_deref())?
+            } else {
+                Vec::new()
+            };
+            let reports = analyze::analyze(&paths, &namespace, &cluster_objects)
+                .map_err(anyhow::Error::msg)?;
             for report in &reports {
                 println!("{report}");
             }
