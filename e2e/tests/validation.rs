@@ -340,3 +340,139 @@ async fn every_corpus_sample_applies_cleanly_with_the_rules_it_builds_on() -> an
     ensure!(applied >= files.len(), "applied only {applied} documents");
     Ok(())
 }
+
+/// An EnvoyFilter for one workload with the given patches.
+fn envoy_filter(name: &str, patches: Value) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+        "metadata": {"name": name},
+        "spec": {"workloadSelector": {"labels": {"app": "reviews"}}, "configPatches": patches}
+    })
+}
+
+fn http_filter_patch(operation: &str, value: Value) -> Value {
+    json!({
+        "applyTo": "HTTP_FILTER",
+        "match": {"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
+            "name": "envoy.filters.network.http_connection_manager",
+            "subFilter": {"name": "envoy.filters.http.router"}}}}},
+        "patch": {"operation": operation, "value": value}
+    })
+}
+
+#[tokio::test]
+async fn every_dangerous_envoy_filter_class_is_rejected_with_its_code() -> anyhow::Result<()> {
+    let h = Harness::connect().await?;
+    let v = Validator::start(&h, "validate-envoyfilters").await?;
+    let lua = |code: &str| {
+        json!({"name": "envoy.filters.http.lua", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": code}}})
+    };
+    let wasm = |uri: &str, sha: Option<&str>| {
+        let mut remote = json!({"http_uri": {"uri": uri, "cluster": "remote", "timeout": "10s"}});
+        if let Some(sha) = sha {
+            remote["sha256"] = json!(sha);
+        }
+        json!({"name": "envoy.filters.http.wasm", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {"vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"remote": remote}}}}})
+    };
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "MK0301",
+            json!([{"match": {"context": "ANY"}, "patch": {"operation": "MERGE", "value": {"a": 1}}}]),
+        ),
+        (
+            "MK0302",
+            json!([{"applyTo": "CLUSTER", "match": {"proxy": {"proxyVersion": "^1\\.(2"}},
+            "patch": {"operation": "MERGE", "value": {"connect_timeout": "1s"}}}]),
+        ),
+        (
+            "MK0303",
+            json!([{"applyTo": "NETWORK_FILTER", "match": {"listener": {"filterChain": {"filter": {
+            "name": "envoy.filters.network.http_connection_manager"}}}}, "patch": {"operation": "REMOVE"}}]),
+        ),
+        (
+            "MK0304",
+            json!([{"applyTo": "LISTENER", "match": {"listener": {"name": "virtualOutbound"}},
+            "patch": {"operation": "REMOVE"}}]),
+        ),
+        (
+            "MK0305",
+            json!([{"applyTo": "ROUTE_CONFIGURATION", "match": {"routeConfiguration": {"portNumber": 9080}},
+            "patch": {"operation": "ADD", "value": {"name": "extra"}}}]),
+        ),
+        (
+            "MK0306",
+            json!([http_filter_patch(
+                "INSERT_AFTER",
+                lua("function envoy_on_request(h) end")
+            )]),
+        ),
+        (
+            "MK0308",
+            json!([http_filter_patch("INSERT_BEFORE", lua("  "))]),
+        ),
+        (
+            "MK0309",
+            json!([http_filter_patch(
+                "INSERT_BEFORE",
+                lua("function envoy_on_request(h) os.execute('id') end")
+            )]),
+        ),
+        (
+            "MK0310",
+            json!([http_filter_patch(
+                "INSERT_BEFORE",
+                wasm("http://example.com/f.wasm", Some("ab12"))
+            )]),
+        ),
+        (
+            "MK0311",
+            json!([http_filter_patch(
+                "INSERT_BEFORE",
+                wasm("https://example.com/f.wasm", None)
+            )]),
+        ),
+        (
+            "MK0312",
+            json!([http_filter_patch(
+                "INSERT_BEFORE",
+                json!({"name": "x", "typed_config": {"value": {}}})
+            )]),
+        ),
+        (
+            "MK0313",
+            json!([http_filter_patch(
+                "INSERT_BEFORE",
+                json!({"name": "x", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.nonexistent.v3.Nope"}})
+            )]),
+        ),
+        (
+            "MK0314",
+            json!([{"applyTo": "HTTP_FILTER", "match": {"listener": {"filterChain": {"filter": {
+            "name": "envoy.http_connection_manager"}}}}, "patch": {"operation": "INSERT_BEFORE", "value": lua("function envoy_on_request(h) end")}}]),
+        ),
+    ];
+    for (code, patches) in cases {
+        let filter = envoy_filter(&format!("ef-{}", code.to_lowercase()), patches);
+        let refused = v.rejection(&h, &["apply", "-f", "-"], Some(&filter.to_string()))?;
+        ensure!(
+            refused.contains(code),
+            "expected {code}, kubectl said: {refused}"
+        );
+    }
+    // A careful filter (Lua before the router, one workload, a priority) is admitted.
+    let mut fine = envoy_filter(
+        "ef-fine",
+        json!([http_filter_patch(
+            "INSERT_BEFORE",
+            lua("function envoy_on_request(h) h:headers():add('x-mk', '1') end")
+        )]),
+    );
+    fine["spec"]["priority"] = json!(10);
+    v.kubectl(&h, &["apply", "-f", "-"], Some(&fine.to_string()))?;
+    Ok(())
+}
