@@ -10,17 +10,15 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
-use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
-use meshkeeper_e2e::{DEADLINE, DeleteOnDrop, Harness, TestNamespace, wait_until, webhook_binary};
+use meshkeeper_e2e::{DEADLINE, DeleteOnDrop, Harness, TestNamespace, wait_until};
 use meshkeeper_webhook::configuration::{InjectorWebhook, Target, mutating_webhook_configuration};
 use serde_json::{Value, json};
-use support::{Certificates, OWN_NAMESPACE, WebhookProcess};
+use support::{OWN_NAMESPACE, ServedRevision};
 
 const INIT: &str = "meshkeeper-init";
 const PROXY: &str = "meshkeeper-proxy";
@@ -32,42 +30,19 @@ struct Mesh {
     revision: String,
     labelled: TestNamespace,
     _configuration: DeleteOnDrop,
-    webhook: WebhookProcess,
-    _revision_object: DeleteOnDrop,
-    _certs: Certificates,
+    rev: ServedRevision,
 }
 
 impl Mesh {
     async fn start(h: &Harness, scenario: &str) -> anyhow::Result<Self> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let revision = format!(
-            "e2e-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        h.install_crds().await?;
-        let binary = tokio::task::spawn_blocking(webhook_binary).await??;
-        let certs = Certificates::new()?;
-
-        let object: MeshRevision = serde_json::from_value(json!({
-            "apiVersion": "meshkeeper.io/v1alpha1",
-            "kind": "MeshRevision",
-            "metadata": {"name": revision, "labels": {"meshkeeper.io/e2e": "true"}},
-            "spec": {"mesh": "default", "version": "0.1.0"}
-        }))?;
-        Api::<MeshRevision>::all(h.client.clone())
-            .create(&PostParams::default(), &object)
-            .await
-            .with_context(|| format!("creating MeshRevision {revision}"))?;
-        let revision_object = h.delete_on_drop("meshrevisions.meshkeeper.io", &revision);
-
-        let webhook = WebhookProcess::start(&binary, h.kubeconfig(), &revision, &certs)?;
+        let rev = ServedRevision::start(h, "e2e").await?;
+        let revision = rev.name.clone();
 
         let mut spec = InjectorWebhook::new(
             &revision,
             OWN_NAMESPACE,
-            Target::Url(format!("https://{}", webhook.address)),
-            certs.ca_pem.as_bytes(),
+            Target::Url(rev.url()),
+            rev.certs.ca_pem.as_bytes(),
         );
         spec.timeout_seconds = 5;
         let configuration = mutating_webhook_configuration(&spec)?;
@@ -92,9 +67,7 @@ impl Mesh {
             revision,
             labelled,
             _configuration: configuration,
-            webhook,
-            _revision_object: revision_object,
-            _certs: certs,
+            rev,
         };
         mesh.wait_until_injecting(h).await?;
         Ok(mesh)
@@ -128,7 +101,7 @@ impl Mesh {
             }
         })
         .await;
-        result.with_context(|| format!("webhook log:\n{}", self.webhook.log_tail()))
+        result.with_context(|| format!("webhook log:\n{}", self.rev.webhook.log_tail()))
     }
 }
 
@@ -226,7 +199,7 @@ async fn deployment_pods_in_a_revision_labelled_namespace_get_the_sidecar() -> a
         },
     )
     .await
-    .with_context(|| format!("webhook log:\n{}", mesh.webhook.log_tail()))?;
+    .with_context(|| format!("webhook log:\n{}", mesh.rev.webhook.log_tail()))?;
 
     for pod in &injected {
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -305,7 +278,7 @@ async fn pods_outside_the_selection_and_opted_out_pods_are_untouched() -> anyhow
         "a pod labelled istio.io/rev={} was not injected: {:?}\nwebhook log:\n{}",
         mesh.revision,
         container_names(&pod),
-        mesh.webhook.log_tail()
+        mesh.rev.webhook.log_tail()
     );
     Ok(())
 }

@@ -10,20 +10,18 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, PostParams};
-use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
-use meshkeeper_e2e::{DEADLINE, DeleteOnDrop, Harness, TestNamespace, wait_until, webhook_binary};
+use meshkeeper_e2e::{DEADLINE, DeleteOnDrop, Harness, TestNamespace, wait_until};
 use meshkeeper_webhook::configuration::{
     Target, ValidatorWebhook, validating_webhook_configuration,
 };
 use serde_json::{Value, json};
-use support::{Certificates, WebhookProcess};
+use support::ServedRevision;
 
 /// The label that puts a namespace under one scenario's validator.
 const SCOPE_LABEL: &str = "meshkeeper.io/e2e-validation";
@@ -33,36 +31,14 @@ const SCOPE_LABEL: &str = "meshkeeper.io/e2e-validation";
 /// the configuration goes before the webhook stops, then the namespace.
 struct Validator {
     _configuration: DeleteOnDrop,
-    webhook: WebhookProcess,
+    rev: ServedRevision,
     namespace: TestNamespace,
-    _revision_object: DeleteOnDrop,
-    _certs: Certificates,
 }
 
 impl Validator {
     async fn start(h: &Harness, scenario: &str) -> anyhow::Result<Self> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let revision = format!(
-            "e2e-validate-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        h.install_crds().await?;
-        let binary = tokio::task::spawn_blocking(webhook_binary).await??;
-        let certs = Certificates::new()?;
-
-        let object: MeshRevision = serde_json::from_value(json!({
-            "apiVersion": "meshkeeper.io/v1alpha1",
-            "kind": "MeshRevision",
-            "metadata": {"name": revision, "labels": {"meshkeeper.io/e2e": "true"}},
-            "spec": {"mesh": "default", "version": "0.1.0"}
-        }))?;
-        Api::<MeshRevision>::all(h.client.clone())
-            .create(&PostParams::default(), &object)
-            .await
-            .with_context(|| format!("creating MeshRevision {revision}"))?;
-        let revision_object = h.delete_on_drop("meshrevisions.meshkeeper.io", &revision);
-
+        let rev = ServedRevision::start(h, "e2e-validate").await?;
+        let revision = rev.name.clone();
         let namespace = h.namespace(scenario).await?;
         h.kubectl(
             &[
@@ -74,11 +50,10 @@ impl Validator {
             None,
         )?;
 
-        let webhook = WebhookProcess::start(&binary, h.kubeconfig(), &revision, &certs)?;
         let mut spec = ValidatorWebhook::new(
             &revision,
-            Target::Url(format!("https://{}", webhook.address)),
-            certs.ca_pem.as_bytes(),
+            Target::Url(rev.url()),
+            rev.certs.ca_pem.as_bytes(),
         );
         spec.timeout_seconds = 5;
         spec.namespace_selector = Some(LabelSelector {
@@ -97,10 +72,8 @@ impl Validator {
 
         let validator = Self {
             _configuration: configuration,
-            webhook,
+            rev,
             namespace,
-            _revision_object: revision_object,
-            _certs: certs,
         };
         validator.wait_until_validating(h).await?;
         Ok(validator)
@@ -127,7 +100,7 @@ impl Validator {
             }
         })
         .await;
-        result.with_context(|| format!("webhook log:\n{}", self.webhook.log_tail()))
+        result.with_context(|| format!("webhook log:\n{}", self.rev.webhook.log_tail()))
     }
 
     /// kubectl in the scenario's namespace.
@@ -249,7 +222,7 @@ async fn a_namespace_holding_rules_and_routes_deletes_cleanly() -> anyhow::Resul
         async move { Ok(namespaces.get_opt(&name).await?.is_none().then_some(())) }
     })
     .await;
-    gone.with_context(|| format!("webhook log:\n{}", v.webhook.log_tail()))
+    gone.with_context(|| format!("webhook log:\n{}", v.rev.webhook.log_tail()))
 }
 
 /// The networking documents of one corpus file, moved into `ns`.

@@ -149,3 +149,55 @@ fn serving_address(line: &str) -> Option<SocketAddr> {
     }
     entry["fields"]["address"].as_str()?.parse().ok()
 }
+
+/// A MeshRevision served by its own real webhook process: the part every
+/// webhook scenario starts the same way. Dropped in field order: the
+/// process stops, then the MeshRevision goes, then the certificates.
+pub struct ServedRevision {
+    pub name: String,
+    pub webhook: WebhookProcess,
+    _object: meshkeeper_e2e::DeleteOnDrop,
+    pub certs: Certificates,
+}
+
+impl ServedRevision {
+    /// A revision named `<prefix>-<pid>-<n>`, unique per run and scenario.
+    pub async fn start(h: &meshkeeper_e2e::Harness, prefix: &str) -> anyhow::Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        h.install_crds().await?;
+        let binary = tokio::task::spawn_blocking(meshkeeper_e2e::webhook_binary).await??;
+        let certs = Certificates::new()?;
+        let object: meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "meshkeeper.io/v1alpha1",
+                "kind": "MeshRevision",
+                "metadata": {"name": name, "labels": {"meshkeeper.io/e2e": "true"}},
+                "spec": {"mesh": "default", "version": "0.1.0"}
+            }))?;
+        kube::Api::<meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision>::all(
+            h.client.clone(),
+        )
+        .create(&kube::api::PostParams::default(), &object)
+        .await
+        .with_context(|| format!("creating MeshRevision {name}"))?;
+        let object = h.delete_on_drop("meshrevisions.meshkeeper.io", &name);
+        let webhook = WebhookProcess::start(&binary, h.kubeconfig(), &name, &certs)?;
+        Ok(Self {
+            name,
+            webhook,
+            _object: object,
+            certs,
+        })
+    }
+
+    /// The webhook's base URL for a configuration's client config.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.webhook.address)
+    }
+}
