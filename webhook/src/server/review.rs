@@ -199,16 +199,9 @@ fn review_pod(request: &AdmissionRequest<Pod>, scope: Scope, state: &State) -> R
             "malformed AdmissionReview: request.namespace is missing (Pods are namespaced)",
         );
     };
-    let Some(revision) = state.revision() else {
-        // Answer as an unreachable webhook would, so the configuration's
-        // failurePolicy decides, rather than denying every pod.
-        return Reply::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: MeshRevision {:?} has not been loaded yet",
-                state.options().revision
-            ),
-        );
+    let revision = match loaded_revision(state) {
+        Ok(revision) => revision,
+        Err(reply) => return reply,
     };
     if !state.readiness().proxy_configs {
         // Injecting now could miss a ProxyConfig's image type or environment.
@@ -288,6 +281,23 @@ pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     } else {
         "panic".to_string()
     }
+}
+
+/// The revision's settings, or the 503 to answer before they are loaded: an
+/// unreachable-looking webhook lets the configuration's failurePolicy decide
+/// rather than denying every request.
+pub(super) fn loaded_revision(
+    state: &State,
+) -> Result<std::sync::Arc<super::state::Revision>, Reply> {
+    state.revision().ok_or_else(|| {
+        Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: MeshRevision {:?} has not been loaded yet",
+                state.options().revision
+            ),
+        )
+    })
 }
 
 #[cfg(test)]

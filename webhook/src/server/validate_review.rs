@@ -10,7 +10,9 @@ use kube::core::{DynamicObject, GroupVersionKind};
 use meshkeeper_crds::networking::{KINDS, NetworkingObject};
 
 use super::metrics::RequestOutcome;
-use super::review::{Reply, RequestEnvelope, check_envelope, missing_request, panic_message};
+use super::review::{
+    Reply, RequestEnvelope, check_envelope, loaded_revision, missing_request, panic_message,
+};
 use super::state::{State, ValidationView};
 use crate::validate::{self, Finding, Verdict, subsets};
 
@@ -46,15 +48,9 @@ pub fn review(body: &[u8], state: &State) -> Reply {
     if !is_checked_kind(&request.kind) {
         return unchecked_kind(&request);
     }
-    let Some(revision) = state.revision() else {
-        // Answer as an unreachable webhook would: failurePolicy decides.
-        return Reply::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: MeshRevision {:?} has not been loaded yet",
-                state.options().revision
-            ),
-        );
+    let revision = match loaded_revision(state) {
+        Ok(revision) => revision,
+        Err(reply) => return reply,
     };
     if !state.readiness().validation_view {
         return Reply::error(
