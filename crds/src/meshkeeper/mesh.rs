@@ -33,11 +33,19 @@ pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 pub struct MeshSpec {
     /// meshkeeper version to run (the webhook and proxy images follow it
     /// unless overridden), e.g. `0.1.0`.
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
     pub version: String,
     /// How a change of `version` rolls out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_strategy: Option<UpdateStrategy>,
+    /// Named aliases of revisions: a namespace labelled `istio.io/rev=<tag>`
+    /// is injected by the revision the tag points at, so moving a tag moves
+    /// every namespace using it. The tag `default` also answers
+    /// `istio-injection=enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(t, self.exists_one(u, u.name == t.name))", "message": "revision tag names must be unique"}]))]
+    #[schemars(length(max = 32))]
+    pub revision_tags: Option<Vec<RevisionTag>>,
     /// Settings every revision of this mesh runs with.
     #[serde(flatten)]
     pub config: MeshConfig,
@@ -82,6 +90,28 @@ pub struct UpdateStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub inactive_revision_deletion_grace_period_seconds: Option<i64>,
+    /// Restart the Deployments, StatefulSets and DaemonSets whose pods run
+    /// an outdated proxy, so they pick up the new one. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_workloads: Option<bool>,
+    /// How many workloads are restarting at once when `updateWorkloads` is
+    /// on. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_concurrent_restarts: Option<i32>,
+}
+
+/// A named alias of a revision (Istio's revision tag).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionTag {
+    /// The value namespaces put in `istio.io/rev`.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// The MeshRevision the tag points at; absent means the active revision,
+    /// so the tag follows upgrades.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -209,6 +239,46 @@ pub struct WebhookSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https://"))]
     pub url: Option<String>,
+    /// Where the webhook's serving certificate comes from. Default: the
+    /// operator is its own CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateSettings>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.source) || self.source != 'Secret' || has(self.secretName)", "message": "source Secret needs secretName (a kubernetes.io/tls Secret in the operator's namespace)"},
+    {"rule": "!has(self.source) || self.source != 'CertManager' || (has(self.secretName) && has(self.certManagerCertificate))", "message": "source CertManager needs secretName (the Secret cert-manager writes) and certManagerCertificate (namespace/name of the Certificate)"},
+    {"rule": "!has(self.caBundle) || (has(self.source) && self.source == 'Secret')", "message": "caBundle is only used with source Secret"}
+]))]
+pub struct CertificateSettings {
+    /// `SelfSigned` (default): the operator's own CA, rotated automatically.
+    /// `Secret`: a Secret you manage. `CertManager`: a Secret written by a
+    /// cert-manager Certificate, caBundle injected by cert-manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<CertificateSource>,
+    /// Secret (type kubernetes.io/tls, in the operator's namespace) holding
+    /// `tls.crt`, `tls.key` and, for `Secret`, `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// PEM CA bundle for the webhook configurations when the Secret has no
+    /// `ca.crt` (source `Secret` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// `namespace/name` of the cert-manager Certificate whose CA cert-manager
+    /// injects into the webhook configurations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub cert_manager_certificate: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum CertificateSource {
+    #[default]
+    SelfSigned,
+    Secret,
+    CertManager,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -239,6 +309,16 @@ pub struct MeshStatus {
     /// Namespaces with injection on, across all revisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_use_namespaces: Option<i32>,
+    /// Where each revision tag points now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<TagStatus>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagStatus {
+    pub name: String,
+    pub revision: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -250,6 +330,16 @@ pub struct RevisionSummary {
     pub ready: bool,
     #[serde(default)]
     pub in_use_namespaces: i32,
+    /// Whether a namespace, tag or running pod still refers to the revision.
+    #[serde(default)]
+    pub in_use: bool,
+    /// Pods of this revision whose proxy is older than the revision's
+    /// version.
+    #[serde(default)]
+    pub outdated_proxies: i32,
+    /// The same count by namespace (namespaces with none are left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outdated_proxies_by_namespace: Option<std::collections::BTreeMap<String, i32>>,
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub struct MeshRevisionSpec {
     pub mesh: String,
     /// meshkeeper version this revision runs.
     pub version: String,
+    /// Revision tags pointing at this revision: its webhook also injects
+    /// namespaces labelled `istio.io/rev=<tag>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
     /// Settings copied from the Mesh when the revision was last reconciled.
     #[serde(flatten)]
     pub config: MeshConfig,

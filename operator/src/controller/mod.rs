@@ -1,0 +1,1 @@
+//! The reconcilers: read the cluster, call the pure builders, apply the result.

@@ -1,0 +1,1 @@
+//! What one revision of a Mesh installs: the webhook Deployment, Service, RBAC, PodDisruptionBudget and webhook configurations.

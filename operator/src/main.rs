@@ -1,0 +1,5 @@
+//! `meshkeeper-operator`: turns the Mesh into a running mesh installation.
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("not wired yet")
+}

@@ -1,0 +1,1 @@
+//! Revision bookkeeping: which revisions are in use, which can be pruned, which proxies are outdated.
