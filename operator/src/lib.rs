@@ -7,5 +7,6 @@ pub mod certs;
 pub mod controller;
 pub mod install;
 pub mod names;
+pub mod plan;
 pub mod proxy;
 pub mod revisions;

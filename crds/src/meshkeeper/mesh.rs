@@ -43,7 +43,9 @@ pub struct MeshSpec {
     /// every namespace using it. The tag `default` also answers
     /// `istio-injection=enabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(t, self.exists_one(u, u.name == t.name))", "message": "revision tag names must be unique"}]))]
+    // A list-map keyed by name: the API server itself rejects two tags of
+    // the same name.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     #[schemars(length(max = 32))]
     pub revision_tags: Option<Vec<RevisionTag>>,
     /// Settings every revision of this mesh runs with.
@@ -106,11 +108,12 @@ pub struct UpdateStrategy {
 #[serde(rename_all = "camelCase")]
 pub struct RevisionTag {
     /// The value namespaces put in `istio.io/rev`.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"), length(max = 63))]
     pub name: String,
     /// The MeshRevision the tag points at; absent means the active revision,
     /// so the tag follows upgrades.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub revision: Option<String>,
 }
 
@@ -261,15 +264,18 @@ pub struct CertificateSettings {
     /// Secret (type kubernetes.io/tls, in the operator's namespace) holding
     /// `tls.crt`, `tls.key` and, for `Secret`, `ca.crt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub secret_name: Option<String>,
     /// PEM CA bundle for the webhook configurations when the Secret has no
     /// `ca.crt` (source `Secret` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
     pub ca_bundle: Option<String>,
     /// `namespace/name` of the cert-manager Certificate whose CA cert-manager
     /// injects into the webhook configurations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(length(max = 317))]
     pub cert_manager_certificate: Option<String>,
 }
 

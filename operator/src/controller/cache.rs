@@ -1,0 +1,270 @@
+//! What the operator knows about the cluster: reflector caches fed by
+//! watches, so reconciles read memory, not the API server. Pods and
+//! Namespaces are kept small (metadata, plus a pod's phase); the objects the
+//! operator owns are watched metadata-only, enough to notice a hand edit or
+//! a deletion. Every event wakes the loops that depend on it.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodStatus};
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Config};
+use kube::{Resource, ResourceExt};
+use meshkeeper_crds::meshkeeper::mesh::Mesh;
+use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
+use meshkeeper_crds::networking::proxy_config::ProxyConfig;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::names::{MANAGED_BY, MANAGED_BY_LABEL};
+use meshkeeper_webhook::inject::names::PROXY_CONFIG_MAP;
+use meshkeeper_webhook::inject::names::PROXY_VERSION_LABEL;
+
+/// Wakes a loop. Many events between two passes make one pass.
+#[derive(Clone, Default)]
+pub struct Triggers {
+    pub mesh: Arc<Notify>,
+    pub proxy: Arc<Notify>,
+}
+
+impl Triggers {
+    pub fn all(&self) -> Vec<Arc<Notify>> {
+        vec![self.mesh.clone(), self.proxy.clone()]
+    }
+}
+
+pub struct Caches {
+    pub meshes: Store<DynamicObject>,
+    pub revisions: Store<DynamicObject>,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Injected pods only (label `meshkeeper.io/proxy-version`), stripped to
+    /// metadata and phase.
+    pub pods: Store<Pod>,
+    pub proxy_configs: Store<DynamicObject>,
+    /// The `meshkeeper-proxy` ConfigMaps the operator wrote.
+    pub proxy_config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// Everything else the operator owns, by kind.
+    pub owned: Vec<(ApiResource, Store<PartialObjectMeta<DynamicObject>>)>,
+}
+
+impl Caches {
+    /// Starts every watch; the stores fill in the background.
+    pub fn start(client: &kube::Client, operator_namespace: &str, triggers: &Triggers) -> Self {
+        let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
+        let mesh_resource = ApiResource::erase::<Mesh>(&());
+        let revision_resource = ApiResource::erase::<MeshRevision>(&());
+        let proxy_config_resource = ApiResource::erase::<ProxyConfig>(&());
+        let meshes = watch_dynamic(
+            Api::all_with(client.clone(), &mesh_resource),
+            mesh_resource,
+            Config::default(),
+            triggers.all(),
+        );
+        let revisions = watch_dynamic(
+            Api::all_with(client.clone(), &revision_resource),
+            revision_resource,
+            Config::default(),
+            triggers.all(),
+        );
+        let proxy_configs = watch_dynamic(
+            Api::all_with(client.clone(), &proxy_config_resource),
+            proxy_config_resource,
+            Config::default(),
+            vec![triggers.proxy.clone()],
+        );
+        let namespaces = watch_metadata::<Namespace>(
+            Api::all(client.clone()),
+            Config::default(),
+            triggers.all(),
+        );
+        let proxy_config_maps = watch_metadata::<ConfigMap>(
+            Api::all(client.clone()),
+            Config::default()
+                .labels(&managed)
+                .fields(&format!("metadata.name={PROXY_CONFIG_MAP}")),
+            vec![triggers.proxy.clone()],
+        );
+        let pods = watch_pods(client, vec![triggers.mesh.clone()]);
+        let owned = owned_kinds()
+            .into_iter()
+            .map(|(resource, namespaced)| {
+                let api = if namespaced {
+                    Api::namespaced_with(client.clone(), operator_namespace, &resource)
+                } else {
+                    Api::all_with(client.clone(), &resource)
+                };
+                let store = watch_owned(
+                    api,
+                    resource.clone(),
+                    Config::default().labels(&managed),
+                    triggers.mesh.clone(),
+                );
+                (resource, store)
+            })
+            .collect();
+        Self {
+            meshes,
+            revisions,
+            namespaces,
+            pods,
+            proxy_configs,
+            proxy_config_maps,
+            owned,
+        }
+    }
+
+    /// Waits until every store has its first full list: no decision is
+    /// made on a partial view.
+    pub async fn wait_synced(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.meshes.wait_until_ready().await?;
+        self.revisions.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        self.proxy_configs.wait_until_ready().await?;
+        self.proxy_config_maps.wait_until_ready().await?;
+        for (_, store) in &self.owned {
+            store.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+
+    /// The cached metadata of an owned object.
+    pub fn owned_meta(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<PartialObjectMeta<DynamicObject>>> {
+        let (_, store) = self.owned.iter().find(|(r, _)| r.kind == kind)?;
+        store
+            .state()
+            .into_iter()
+            .find(|o| o.name_any() == name && o.namespace().as_deref() == namespace)
+    }
+}
+
+/// The kinds the operator creates besides MeshRevisions and ConfigMaps,
+/// and whether they live in its namespace.
+pub fn owned_kinds() -> Vec<(ApiResource, bool)> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    vec![
+        (ApiResource::erase::<ServiceAccount>(&()), true),
+        (ApiResource::erase::<ClusterRole>(&()), false),
+        (ApiResource::erase::<ClusterRoleBinding>(&()), false),
+        (ApiResource::erase::<Service>(&()), true),
+        (ApiResource::erase::<Deployment>(&()), true),
+        (ApiResource::erase::<PodDisruptionBudget>(&()), true),
+        (ApiResource::erase::<Secret>(&()), true),
+        (
+            ApiResource::erase::<MutatingWebhookConfiguration>(&()),
+            false,
+        ),
+        (
+            ApiResource::erase::<ValidatingWebhookConfiguration>(&()),
+            false,
+        ),
+    ]
+}
+
+fn wake(targets: &[Arc<Notify>]) {
+    for target in targets {
+        target.notify_one();
+    }
+}
+
+fn watch_dynamic(
+    api: Api<DynamicObject>,
+    resource: ApiResource,
+    config: Config,
+    wakes: Vec<Arc<Notify>>,
+) -> Store<DynamicObject> {
+    let writer = reflector::store::Writer::new(resource);
+    let reader = writer.as_reader();
+    let stream = watcher::watcher(api, config)
+        .default_backoff()
+        .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear());
+    spawn_events(reflector::reflector(writer, stream), wakes);
+    reader
+}
+
+fn watch_metadata<K>(
+    api: Api<PartialObjectMeta<K>>,
+    config: Config,
+    wakes: Vec<Arc<Notify>>,
+) -> Store<PartialObjectMeta<K>>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher::watcher(api, config)
+        .default_backoff()
+        .modify(|o: &mut PartialObjectMeta<K>| o.managed_fields_mut().clear());
+    spawn_events(reflector::reflector(writer, stream), wakes);
+    reader
+}
+
+fn watch_owned(
+    api: Api<PartialObjectMeta<DynamicObject>>,
+    resource: ApiResource,
+    config: Config,
+    wake_on: Arc<Notify>,
+) -> Store<PartialObjectMeta<DynamicObject>> {
+    let writer = reflector::store::Writer::new(resource);
+    let reader = writer.as_reader();
+    let stream = watcher::watcher(api, config)
+        .default_backoff()
+        .modify(|o: &mut PartialObjectMeta<DynamicObject>| o.managed_fields_mut().clear());
+    spawn_events(reflector::reflector(writer, stream), vec![wake_on]);
+    reader
+}
+
+/// Injected pods with only what in-use and outdated-proxy accounting
+/// needs: metadata (labels, owner references, deletion) and the phase.
+fn watch_pods(client: &kube::Client, wakes: Vec<Arc<Notify>>) -> Store<Pod> {
+    let (reader, writer) = reflector::store();
+    let config = Config::default().labels(PROXY_VERSION_LABEL);
+    let stream = watcher::watcher(Api::<Pod>::all(client.clone()), config)
+        .default_backoff()
+        .modify(|pod: &mut Pod| {
+            pod.managed_fields_mut().clear();
+            pod.spec = None;
+            let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+            pod.status = Some(PodStatus {
+                phase,
+                ..PodStatus::default()
+            });
+        });
+    spawn_events(reflector::reflector(writer, stream), wakes);
+    reader
+}
+
+fn spawn_events<S, T>(stream: S, wakes: Vec<Arc<Notify>>)
+where
+    S: futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => wake(&wakes),
+                Err(error) => tracing::warn!(error = %error, "watch error; retrying"),
+            }
+        }
+    });
+}
