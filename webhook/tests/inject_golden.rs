@@ -16,9 +16,9 @@ use meshkeeper_webhook::inject::{
 };
 use serde_json::{Value, json};
 
-/// Most a patch may hold: labels and annotations one key at a time, two
-/// init containers, the sidecar and the volume.
-const MAX_OPS: usize = 10;
+/// Most a patch may hold: five labels and two annotations one key at a
+/// time, two init containers, the sidecar and the volume.
+const MAX_OPS: usize = 11;
 
 struct Case {
     name: &'static str,
@@ -225,6 +225,16 @@ fn injected_pods_match_golden_files() {
         )
         .unwrap();
         assert_eq!(status.revision, "default");
+        assert_eq!(status.version, "0.1.0");
+        // Labels the operator selects injected pods by.
+        let labels = &out["metadata"]["labels"];
+        assert_eq!(
+            labels[names::INJECTED_REVISION_LABEL],
+            "default",
+            "{}",
+            case.name
+        );
+        assert_eq!(labels[names::PROXY_VERSION_LABEL], "0.1.0", "{}", case.name);
         assert_eq!(status.volumes, [names::PROXY_CONFIG_VOLUME]);
         let added: usize = status.init_containers.len() + status.containers.len();
         let before = pod.spec.as_ref().map_or(0, |s| {

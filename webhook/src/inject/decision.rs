@@ -58,15 +58,17 @@ pub(crate) fn decide(pod: &Pod, namespace: &str, scope: Scope, settings: &Settin
     }
     let labels = pod.metadata.labels.as_ref();
     let pod_revision = labels.and_then(|l| l.get(names::REVISION));
+    // A tag is an alias: `istio.io/rev=<tag>` names the revision the tag
+    // points at, so the tag's webhook entry and this one agree.
     if scope == Scope::Object
         && let Some(revision) = pod_revision
-        && *revision != settings.revision
+        && !settings.serves(revision)
     {
         return Decision::Skip {
             reason: format!(
-                "pod label {}={revision:?} names a revision this webhook does not serve (it serves {:?})",
+                "pod label {}={revision:?} names a revision this webhook does not serve (it serves {})",
                 names::REVISION,
-                settings.revision
+                settings.served_names()
             ),
             warnings: Vec::new(),
         };
@@ -77,13 +79,13 @@ pub(crate) fn decide(pod: &Pod, namespace: &str, scope: Scope, settings: &Settin
         reason,
         warnings: warnings.clone(),
     };
-    let names_this_revision = pod_revision.is_some_and(|r| *r == settings.revision);
+    let names_this_revision = pod_revision.is_some_and(|r| settings.serves(r));
     if scope == Scope::Object && !names_this_revision && !matches!(inject, Some((true, _))) {
         return skip(format!(
-            "the namespace has no injection label and the pod did not opt in (label {}=true or {}={})",
+            "the namespace has no injection label and the pod did not opt in (label {}=true, or {} naming {})",
             names::INJECT,
             names::REVISION,
-            settings.revision
+            settings.served_names()
         ));
     }
 

@@ -52,6 +52,13 @@ pub use settings::{
 pub struct Settings {
     /// The revision this webhook serves (`default` for the default revision).
     pub revision: String,
+    /// The revision's meshkeeper version (`MeshRevision` `spec.version`),
+    /// recorded on every injected pod so outdated proxies can be told apart.
+    pub version: String,
+    /// Revision tags pointing at this revision: a pod label
+    /// `istio.io/rev=<tag>` names this webhook as much as the revision's
+    /// own name does.
+    pub tags: Vec<String>,
     /// meshkeeper's own namespace: never injected.
     pub own_namespace: String,
     pub policy: InjectionMode,
@@ -65,6 +72,24 @@ pub struct Settings {
     pub proxy_log_level: String,
     pub proxy_concurrency: Option<i32>,
     pub init_image: String,
+}
+
+impl Settings {
+    /// Whether `name` (an `istio.io/rev` value) names this webhook: the
+    /// revision itself or one of its tags.
+    pub fn serves(&self, name: &str) -> bool {
+        name == self.revision || self.tags.iter().any(|tag| tag == name)
+    }
+
+    /// What this webhook answers to, for messages: `"canary"`, or
+    /// `"canary" (tags "prod", "stable")`.
+    pub(crate) fn served_names(&self) -> String {
+        if self.tags.is_empty() {
+            return format!("{:?}", self.revision);
+        }
+        let tags: Vec<String> = self.tags.iter().map(|t| format!("{t:?}")).collect();
+        format!("{:?} (tags {})", self.revision, tags.join(", "))
+    }
 }
 
 /// How the API server chose to send this pod (which entry of the
@@ -184,6 +209,7 @@ fn build(
 
     let status = InjectionStatus {
         revision: settings.revision.clone(),
+        version: settings.version.clone(),
         init_containers: additions
             .init_containers
             .iter()
@@ -204,6 +230,11 @@ fn build(
         (names::TLS_MODE, "istio".to_owned()),
         (names::CANONICAL_NAME, canonical_name),
         (names::CANONICAL_REVISION, canonical_revision),
+        (names::INJECTED_REVISION_LABEL, settings.revision.clone()),
+        (
+            names::PROXY_VERSION_LABEL,
+            names::proxy_version_value(&settings.version),
+        ),
     ];
     // The pod's first own container stays the one `kubectl logs` picks.
     if let Some(first) = pod.spec.as_ref().and_then(|s| s.containers.first()) {

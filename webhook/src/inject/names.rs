@@ -27,6 +27,17 @@ pub const PROXY_MEMORY_LIMIT: &str = "sidecar.istio.io/proxyMemoryLimit";
 pub const TLS_MODE: &str = "security.istio.io/tlsMode";
 pub const CANONICAL_NAME: &str = "service.istio.io/canonical-name";
 pub const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
+/// The revision whose webhook injected the pod (the revision's own name,
+/// never a tag). Together with [`PROXY_VERSION_LABEL`] it lets the operator
+/// watch only injected pods, metadata only, and tell which run an outdated
+/// proxy. Note that the operator also puts this key on the objects it
+/// creates (the webhook's own pods among them); injected pods are the ones
+/// that carry [`PROXY_VERSION_LABEL`] too.
+pub const INJECTED_REVISION_LABEL: &str = "meshkeeper.io/revision";
+/// The meshkeeper version of the revision that injected the pod
+/// (`MeshRevision` `spec.version`, as a label value: see
+/// [`proxy_version_value`]).
+pub const PROXY_VERSION_LABEL: &str = "meshkeeper.io/proxy-version";
 /// Where the canonical name and revision come from when the pod does not
 /// carry them already, in order of preference.
 pub const APP_NAME_LABELS: [&str; 2] = ["app.kubernetes.io/name", "app"];
@@ -59,3 +70,13 @@ pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-no
 pub const PROMETHEUS_PORT: i32 = NEVER_CAPTURED_INBOUND_PORTS[0] as i32;
 pub const HEALTH_PORT: i32 = NEVER_CAPTURED_INBOUND_PORTS[1] as i32;
 pub const READINESS_PATH: &str = "/healthz/ready";
+
+/// The value of [`PROXY_VERSION_LABEL`] for a revision at `version`: the
+/// version itself when it is a valid label value (every version the Mesh's
+/// schema accepts is), else the same cut-and-trim every other derived label
+/// gets, so a hand-made MeshRevision cannot make the API server refuse the
+/// pod. The operator compares pods with this function's result, never with
+/// the raw version.
+pub fn proxy_version_value(version: &str) -> String {
+    super::labels::to_label_value(version)
+}

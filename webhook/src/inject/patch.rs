@@ -16,6 +16,11 @@ use serde_json::Value;
 pub struct InjectionStatus {
     /// The revision whose webhook injected the pod.
     pub revision: String,
+    /// That revision's meshkeeper version, exactly as its MeshRevision
+    /// spells it. Absent (empty) in records written before versions were
+    /// recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
     pub init_containers: Vec<String>,
     pub containers: Vec<String>,
     pub volumes: Vec<String>,

@@ -41,6 +41,8 @@ impl Settings {
                 .name
                 .clone()
                 .unwrap_or_else(|| DEFAULT_REVISION.to_owned()),
+            version: rev.spec.version.clone(),
+            tags: rev.spec.tags.clone().unwrap_or_default(),
             own_namespace: own_namespace.to_owned(),
             policy: injection.policy.unwrap_or_default(),
             never_inject_selector: injection.never_inject_selector.unwrap_or_default(),
@@ -111,6 +113,8 @@ mod tests {
         let rev = revision(json!({"mesh": "default", "version": "0.1.0"}));
         let s = Settings::from_revision(&rev, "meshkeeper-system", "init:1", "envoy:1", true);
         assert_eq!(s.revision, "canary");
+        assert_eq!(s.version, "0.1.0");
+        assert!(s.tags.is_empty());
         assert_eq!(s.own_namespace, "meshkeeper-system");
         assert_eq!(s.policy, InjectionMode::Enabled);
         assert!(s.never_inject_selector.is_empty() && s.always_inject_selector.is_empty());
@@ -131,7 +135,7 @@ mod tests {
     #[test]
     fn mesh_choices_win() {
         let rev = revision(json!({
-            "mesh": "default", "version": "0.1.0",
+            "mesh": "default", "version": "0.1.0", "tags": ["prod", "stable"],
             "proxy": {"image": "envoyproxy/envoy:v1.36.2", "logLevel": "debug", "concurrency": 0,
                       "resources": {"requests": {"cpu": "50m"}}},
             "injection": {"policy": "Disabled", "nativeSidecar": "False",
@@ -139,6 +143,7 @@ mod tests {
                           "alwaysInjectSelector": [{"matchLabels": {"c": "d"}}, {"matchLabels": {"e": "f"}}]}
         }));
         let s = Settings::from_revision(&rev, "m", "i", "e", true);
+        assert_eq!(s.tags, ["prod", "stable"]);
         assert_eq!(s.policy, InjectionMode::Disabled);
         assert!(!s.native_sidecar, "False beats a capable cluster");
         assert_eq!(s.proxy_image, "envoyproxy/envoy:v1.36.2");

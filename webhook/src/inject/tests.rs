@@ -9,6 +9,8 @@ use super::*;
 fn settings() -> Settings {
     Settings {
         revision: "default".into(),
+        version: "0.1.0".into(),
+        tags: vec![],
         own_namespace: "meshkeeper-system".into(),
         policy: InjectionMode::Enabled,
         never_inject_selector: vec![],
@@ -387,6 +389,48 @@ fn object_scope_skips_other_revisions() {
     injected(&run_with(&p, "shop", Scope::Namespace, &settings()), &p);
 }
 
+#[test]
+fn object_scope_takes_a_tag_of_this_revision_as_its_name() {
+    let mut tagged = settings();
+    tagged.revision = "default-0-2-0".into();
+    tagged.tags = vec!["prod".into(), "stable".into()];
+
+    // Naming a tag is naming the revision: an opt-in by itself...
+    let by_tag = pod(json!({(names::REVISION): "stable"}), Value::Null);
+    let out = injected(&run_with(&by_tag, "shop", Scope::Object, &tagged), &by_tag);
+    // ...and the pod records the revision, never the tag.
+    assert_eq!(
+        out["metadata"]["labels"][names::INJECTED_REVISION_LABEL],
+        "default-0-2-0"
+    );
+
+    // A tag of another revision is still foreign, and the message lists
+    // everything this webhook answers to.
+    let foreign = pod(
+        json!({(names::REVISION): "canary", (names::INJECT): "true"}),
+        Value::Null,
+    );
+    let reason = skip_reason(&run_with(&foreign, "shop", Scope::Object, &tagged)).to_owned();
+    assert!(
+        reason.contains("\"canary\"")
+            && reason.contains("\"default-0-2-0\"")
+            && reason.contains("\"prod\", \"stable\""),
+        "{reason}"
+    );
+
+    // Without an opt-in, the message says which names would have been one.
+    let plain = pod(Value::Null, Value::Null);
+    let reason = skip_reason(&run_with(&plain, "shop", Scope::Object, &tagged)).to_owned();
+    assert!(
+        reason.contains("did not opt in") && reason.contains("\"prod\""),
+        "{reason}"
+    );
+
+    // The tag's own name does not serve as a revision for other settings.
+    assert!(tagged.serves("prod") && tagged.serves("default-0-2-0"));
+    assert!(!tagged.serves("default") && !settings().serves("prod"));
+}
+
 // ---- what is injected ------------------------------------------------------
 
 #[test]
@@ -457,6 +501,73 @@ fn capture_annotations_become_init_arguments() {
     want.apply(Setting::IncludeOutboundIpRanges, "10.0.0.0/8")
         .unwrap();
     assert_eq!(parsed, want);
+}
+
+#[test]
+fn injected_pods_carry_their_revision_and_proxy_version() {
+    let mut s = settings();
+    s.revision = "canary".into();
+    s.version = "0.2.0-rc.1".into();
+    let p = pod(json!({"app": "web"}), Value::Null);
+    let out = injected(&run_with(&p, "shop", Scope::Namespace, &s), &p);
+    let labels = &out["metadata"]["labels"];
+    assert_eq!(labels[names::INJECTED_REVISION_LABEL], "canary");
+    assert_eq!(labels[names::PROXY_VERSION_LABEL], "0.2.0-rc.1");
+    let status: InjectionStatus = serde_json::from_str(
+        out["metadata"]["annotations"][names::STATUS]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (status.revision.as_str(), status.version.as_str()),
+        ("canary", "0.2.0-rc.1")
+    );
+
+    // A version no label may hold (only a hand-made MeshRevision has one)
+    // is turned into a label value rather than getting the pod refused;
+    // the status annotation keeps it exactly.
+    s.version = "1.0.0+build/7".into();
+    let out = injected(&run_with(&p, "shop", Scope::Namespace, &s), &p);
+    assert_eq!(
+        out["metadata"]["labels"][names::PROXY_VERSION_LABEL],
+        "1.0.0-build-7"
+    );
+    assert_eq!(names::proxy_version_value("1.0.0+build/7"), "1.0.0-build-7");
+    let status = out["metadata"]["annotations"][names::STATUS]
+        .as_str()
+        .unwrap();
+    assert!(status.contains("\"version\":\"1.0.0+build/7\""), "{status}");
+}
+
+#[test]
+fn existing_revision_labels_are_kept() {
+    // A pod template copied from an injected pod (or `meshctl kube-inject`
+    // output) keeps what it says; only missing keys are added.
+    let p = pod(
+        json!({(names::INJECTED_REVISION_LABEL): "old", "app": "web"}),
+        Value::Null,
+    );
+    let outcome = run(&p);
+    let out = injected(&outcome, &p);
+    assert_eq!(
+        out["metadata"]["labels"][names::INJECTED_REVISION_LABEL],
+        "old"
+    );
+    assert_eq!(
+        out["metadata"]["labels"][names::PROXY_VERSION_LABEL],
+        "0.1.0"
+    );
+}
+
+#[test]
+fn status_without_a_version_still_parses() {
+    // Pods injected before versions were recorded.
+    let status: InjectionStatus = serde_json::from_str(
+        r#"{"revision":"default","initContainers":[],"containers":["meshkeeper-proxy"],"volumes":[]}"#,
+    )
+    .unwrap();
+    assert_eq!(status.version, "");
 }
 
 #[test]
