@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodStatus};
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Config};
 use kube::{Resource, ResourceExt};
 use meshkeeper_crds::meshkeeper::mesh::Mesh;
@@ -19,6 +19,7 @@ use meshkeeper_crds::networking::proxy_config::ProxyConfig;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use crate::install::owned_kinds;
 use crate::names::{MANAGED_BY, MANAGED_BY_LABEL};
 use meshkeeper_webhook::inject::names::PROXY_CONFIG_MAP;
 use meshkeeper_webhook::inject::names::PROXY_VERSION_LABEL;
@@ -138,41 +139,19 @@ impl Caches {
         namespace: Option<&str>,
         name: &str,
     ) -> Option<Arc<PartialObjectMeta<DynamicObject>>> {
-        let (_, store) = self.owned.iter().find(|(r, _)| r.kind == kind)?;
-        store
-            .state()
-            .into_iter()
-            .find(|o| o.name_any() == name && o.namespace().as_deref() == namespace)
+        let (resource, store) = self.owned.iter().find(|(r, _)| r.kind == kind)?;
+        let mut key = ObjectRef::new_with(name, resource.clone());
+        if let Some(namespace) = namespace {
+            key = key.within(namespace);
+        }
+        store.get(&key)
     }
-}
 
-/// The kinds the operator creates besides MeshRevisions and ConfigMaps,
-/// and whether they live in its namespace.
-pub fn owned_kinds() -> Vec<(ApiResource, bool)> {
-    use k8s_openapi::api::admissionregistration::v1::{
-        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-    };
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
-    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    vec![
-        (ApiResource::erase::<ServiceAccount>(&()), true),
-        (ApiResource::erase::<ClusterRole>(&()), false),
-        (ApiResource::erase::<ClusterRoleBinding>(&()), false),
-        (ApiResource::erase::<Service>(&()), true),
-        (ApiResource::erase::<Deployment>(&()), true),
-        (ApiResource::erase::<PodDisruptionBudget>(&()), true),
-        (ApiResource::erase::<Secret>(&()), true),
-        (
-            ApiResource::erase::<MutatingWebhookConfiguration>(&()),
-            false,
-        ),
-        (
-            ApiResource::erase::<ValidatingWebhookConfiguration>(&()),
-            false,
-        ),
-    ]
+    /// The cached metadata of the `meshkeeper-proxy` ConfigMap of `namespace`.
+    pub fn proxy_config_map(&self, namespace: &str) -> Option<Arc<PartialObjectMeta<ConfigMap>>> {
+        self.proxy_config_maps
+            .get(&ObjectRef::new(PROXY_CONFIG_MAP).within(namespace))
+    }
 }
 
 fn wake(targets: &[Arc<Notify>]) {

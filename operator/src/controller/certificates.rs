@@ -133,9 +133,12 @@ async fn self_signed(
     let mut state = load_or_create_ca(ctx, mesh, now).await?;
     let bundle_published = ctx.published.contains(state.current.cert());
     let serving = serving_secrets(ctx, revisions).await?;
+    // Probing the webhooks is only needed to end a rotation.
+    let rotating = state.previous.is_some();
     let progress = RotationProgress {
         bundle_published,
-        webhooks_serve_current: bundle_published
+        webhooks_serve_current: rotating
+            && bundle_published
             && webhooks_serve_current(ctx, &state, revisions, &serving).await,
     };
     match certs::ca_plan(&state, progress, now) {

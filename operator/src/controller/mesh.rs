@@ -366,8 +366,9 @@ async fn install(ctx: &Context, mesh: &Mesh) -> Result<Option<Duration>, MeshErr
     ctx.published.set(certificates.ca_bundle.clone());
     remove_stale(ctx, &mesh_name, &desired).await?;
 
-    let bookkeeping = bookkeeping(ctx, mesh, &revisions, &revisions_view).await?;
     let readiness = super::status::revision_readiness(ctx, &revisions, bundle).await;
+    let bookkeeping = bookkeeping(ctx, mesh, &revisions, &revisions_view, &readiness).await?;
+
     super::status::write(
         ctx,
         mesh,
@@ -528,6 +529,7 @@ async fn bookkeeping(
     mesh: &Mesh,
     revisions: &[MeshRevision],
     view: &Revisions,
+    readiness: &super::status::Readiness,
 ) -> Result<Bookkeeping, MeshError> {
     let pods = pod_infos(ctx);
     let usage = usage::usage(view, &namespace_infos(ctx), &pods, &ctx.options.namespace);
@@ -579,7 +581,15 @@ async fn bookkeeping(
             }
             PruneDecision::Keep { .. } => {}
         }
-        super::status::write_revision(ctx, revision, revision_usage, in_use, last_used).await?;
+        super::status::write_revision(
+            ctx,
+            revision,
+            revision_usage,
+            in_use,
+            last_used,
+            readiness.get(&name),
+        )
+        .await?;
     }
 
     let update = strategy.and_then(|s| s.update_workloads).unwrap_or(false);

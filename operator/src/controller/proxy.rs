@@ -117,12 +117,7 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Option<Duration>, ProxyLoopE
 }
 
 async fn ensure_config_map(ctx: Arc<Context>, wanted: Wanted) -> Result<bool, ProxyLoopError> {
-    let current = ctx
-        .caches
-        .proxy_config_maps
-        .state()
-        .into_iter()
-        .find(|c| c.namespace().as_deref() == Some(wanted.namespace.as_str()));
+    let current = ctx.caches.proxy_config_map(&wanted.namespace);
     ctx.applier
         .ensure(
             &wanted.desired,

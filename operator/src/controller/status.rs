@@ -195,6 +195,7 @@ pub async fn write_revision(
     usage: Option<&Usage>,
     in_use: bool,
     last_used: Option<Time>,
+    ready: Option<&Result<(), String>>,
 ) -> Result<(), MeshError> {
     let current = revision.status.clone().unwrap_or_default();
     let mut status: MeshRevisionStatus = current.clone();
@@ -221,6 +222,27 @@ pub async fn write_revision(
         generation,
         now(),
     );
+    match ready {
+        Some(Ok(())) => set_condition(
+            &mut conditions,
+            "Ready",
+            true,
+            "WebhookServing",
+            "the webhook is serving",
+            generation,
+            now(),
+        ),
+        Some(Err(why)) => set_condition(
+            &mut conditions,
+            "Ready",
+            false,
+            "WebhookNotReady",
+            why,
+            generation,
+            now(),
+        ),
+        None => false,
+    };
     status.conditions = Some(conditions);
     status.observed_generation = generation;
     status.in_use_namespaces = (!namespaces.is_empty()).then_some(namespaces);

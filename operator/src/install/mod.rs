@@ -31,7 +31,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::ApiResource;
@@ -87,7 +87,8 @@ pub struct MeshInput<'a> {
     pub ca_bundle: Option<&'a [u8]>,
 }
 
-/// Every kind [`revision_objects`] and [`mesh_objects`] produce, with
+/// Every kind [`revision_objects`] and [`mesh_objects`] produce (and the
+/// certificate Secrets the controller writes), with
 /// whether it is namespaced (then always in the operator's namespace): what
 /// the controller watches and prunes.
 pub fn owned_kinds() -> Vec<(ApiResource, bool)> {
@@ -98,6 +99,8 @@ pub fn owned_kinds() -> Vec<(ApiResource, bool)> {
         (ApiResource::erase::<Service>(&()), true),
         (ApiResource::erase::<Deployment>(&()), true),
         (ApiResource::erase::<PodDisruptionBudget>(&()), true),
+        // The CA and serving-certificate Secrets (written by the controller).
+        (ApiResource::erase::<Secret>(&()), true),
         (
             ApiResource::erase::<MutatingWebhookConfiguration>(&()),
             false,
