@@ -100,7 +100,13 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Option<Duration>, ProxyLoopE
             })?;
     }
 
-    let messages: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+    // A problem in the root namespace shows once, not once per namespace.
+    let messages: Vec<String> = problems
+        .iter()
+        .map(|p| p.message.clone())
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect();
     let changed_problems = ctx
         .proxy_problems
         .lock()
