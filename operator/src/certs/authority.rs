@@ -54,13 +54,20 @@ impl Authority {
     }
 }
 
-/// A new self-signed CA (ECDSA P-256, CN "meshkeeper CA") valid from `now`
-/// (a few minutes earlier, for clock skew) for `lifetime`.
+/// A new self-signed CA (ECDSA P-256, CN "meshkeeper CA <seconds since
+/// 1970 at creation>") valid from `now` (a few minutes earlier, for clock
+/// skew) for `lifetime`. The CN differs per CA so that during a rotation
+/// the two CAs in the caBundle have different subjects: every verifier then
+/// finds the right issuer by name, not only by trying signatures.
 pub fn new_authority(now: SystemTime, lifetime: Duration) -> Result<Authority, IssueError> {
     let (not_before, not_after) = x509::validity(now, lifetime, None)?;
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, CA_COMMON_NAME);
+    let created = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    name.push(DnType::CommonName, format!("{CA_COMMON_NAME} {created}"));
     params.distinguished_name = name;
     // Path length 0: this CA signs serving certificates, never other CAs.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));

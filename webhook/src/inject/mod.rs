@@ -97,7 +97,8 @@ impl Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// The namespace opted in (`istio-injection=enabled`, or
-    /// `istio.io/rev=<this revision>` without `istio-injection`).
+    /// `istio.io/rev=<this revision or one of its tags>` without
+    /// `istio-injection`).
     Namespace,
     /// The namespace carries no injection label; the pod opted in with its
     /// own labels (`sidecar.istio.io/inject=true` or `istio.io/rev`).
