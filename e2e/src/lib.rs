@@ -234,6 +234,13 @@ pub fn webhook_binary() -> anyhow::Result<PathBuf> {
     built_once(&BUILT, "meshkeeper-webhook", "meshkeeper-webhook")
 }
 
+/// The `meshkeeper-operator` binary, built from this workspace on first use
+/// like [`webhook_binary`].
+pub fn operator_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built_once(&BUILT, "meshkeeper-operator", "meshkeeper-operator")
+}
+
 /// The `meshctl` binary, built from this workspace on first use like
 /// [`webhook_binary`].
 pub fn meshctl_binary() -> anyhow::Result<PathBuf> {
