@@ -104,3 +104,48 @@ async fn a_file_virtual_service_is_judged_against_the_cluster_destination_rules(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_file_destination_rule_dropping_a_subset_a_cluster_virtual_service_uses_fails()
+-> anyhow::Result<()> {
+    let h = Harness::connect().await?;
+    h.install_crds().await?;
+    let ns = h.namespace("analyze-drop").await?;
+    h.kubectl(
+        &["apply", "-n", &ns.name, "-f", "-"],
+        Some(DESTINATION_RULE),
+    )?;
+    h.kubectl(
+        &["apply", "-n", &ns.name, "-f", "-"],
+        Some(&virtual_service("v2")),
+    )?;
+
+    let dir = tempfile::tempdir()?;
+    let without_v2 = dir.path().join("without-v2.yaml");
+    let without_v1 = dir.path().join("without-v1.yaml");
+    std::fs::write(
+        &without_v2,
+        DESTINATION_RULE.replace("  - name: v2\n    labels:\n      version: v2\n", ""),
+    )?;
+    std::fs::write(
+        &without_v1,
+        DESTINATION_RULE.replace("  - name: v1\n    labels:\n      version: v1\n", ""),
+    )?;
+
+    let (code, out) = analyze(h.kubeconfig(), &ns.name, &without_v2)?;
+    ensure!(code == 1, "dropping v2 must fail (exit {code}):\n{out}");
+    let expected = format!("error MK0202 DestinationRule {}/reviews", ns.name);
+    ensure!(out.contains(&expected), "missing `{expected}` in:\n{out}");
+    ensure!(
+        out.contains(&format!("{}/reviews", ns.name)) && out.contains("subset \"v2\""),
+        "the message names the VirtualService and the subset:\n{out}"
+    );
+
+    // No cluster VirtualService routes to v1: dropping it is clean.
+    let (code, out) = analyze(h.kubeconfig(), &ns.name, &without_v1)?;
+    ensure!(
+        code == 0,
+        "dropping unused v1 must pass (exit {code}):\n{out}"
+    );
+    Ok(())
+}

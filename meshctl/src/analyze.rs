@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use meshkeeper_crds::networking::{KINDS, NetworkingObject};
 use meshkeeper_crds::parse;
 use meshkeeper_webhook::validate::index::Index;
-use meshkeeper_webhook::validate::{self, Finding, Severity};
+use meshkeeper_webhook::validate::{self, Finding, Severity, subsets};
 use serde_json::Value;
 
 /// Where an analyzed object came from.
@@ -142,19 +142,57 @@ fn decode_cluster(values: &[Value]) -> (Vec<NetworkingObject>, Vec<Report>) {
 /// theirs. Only the files' objects are reported: the cluster's are context.
 fn judge(cluster: &[NetworkingObject], files: &[Loaded]) -> Vec<Report> {
     let file_objects: Vec<&NetworkingObject> = files.iter().map(|item| &item.object).collect();
-    let index = index_of(cluster.iter().chain(file_objects));
+    let index = index_of(cluster.iter().chain(file_objects.iter().copied()));
+    // For DestinationRule edits: the cluster's VirtualServices the files
+    // leave alone (a file VirtualService is judged itself, MK0201).
+    let mut cluster_users = index.clone();
+    for object in &file_objects {
+        if let NetworkingObject::VirtualService(vs) = object {
+            let namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
+            let name = vs.metadata.name.as_deref().unwrap_or_default();
+            cluster_users.remove_virtual_service(namespace, name);
+        }
+    }
     files
         .iter()
         .flat_map(|item| {
-            validate::findings(&item.object, &index)
-                .into_iter()
-                .map(|finding| Report {
-                    origin: Origin::File(item.file.clone()),
-                    object: item.label.clone(),
-                    finding,
-                })
+            let mut found = validate::findings(&item.object, &index);
+            found.extend(removed_subsets(&item.object, cluster, &cluster_users));
+            found.into_iter().map(|finding| Report {
+                origin: Origin::File(item.file.clone()),
+                object: item.label.clone(),
+                finding,
+            })
         })
         .collect()
+}
+
+/// A file DestinationRule that replaces one the cluster holds is an UPDATE:
+/// judged as the webhook judges one, so dropping (or hiding) a subset that a
+/// cluster VirtualService still routes to is reported (MK0202). `index`
+/// holds every DestinationRule and the cluster's VirtualServices that no
+/// file replaces.
+fn removed_subsets(
+    object: &NetworkingObject,
+    cluster: &[NetworkingObject],
+    index: &Index,
+) -> Vec<Finding> {
+    let NetworkingObject::DestinationRule(new) = object else {
+        return Vec::new();
+    };
+    let same_rule = |candidate: &&NetworkingObject| match candidate {
+        NetworkingObject::DestinationRule(old) => {
+            old.metadata.namespace == new.metadata.namespace
+                && old.metadata.name == new.metadata.name
+        }
+        _ => false,
+    };
+    match cluster.iter().find(same_rule) {
+        Some(NetworkingObject::DestinationRule(old)) => {
+            subsets::check_destination_rule_change(old, Some(new), index)
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Indexes `objects` in order: a later object with the same kind,
@@ -455,5 +493,36 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(codes(&offline), [("MK0201", "VirtualService shop/reviews")]);
         assert!(online.is_empty(), "{online:#?}");
+    }
+
+    #[test]
+    fn a_file_rule_dropping_a_subset_a_cluster_virtual_service_uses_is_an_error() {
+        let cluster = [
+            destination_rule("shop", &["v1", "v2"]),
+            virtual_service("shop", "to-v2", "v2"),
+        ];
+        let dropped = judge_values(&cluster, &[destination_rule("shop", &["v1"])]);
+        assert_eq!(
+            codes(&dropped),
+            [("MK0202", "DestinationRule shop/reviews")]
+        );
+        let message = &dropped[0].finding.message;
+        assert!(
+            message.contains("removing subset \"v2\"") && message.contains("shop/to-v2"),
+            "{message}"
+        );
+        assert_eq!(dropped[0].finding.path, "spec.subsets[1]");
+        // Keeping v2 (dropping only an unused subset) is clean, and so is
+        // dropping v2 while the files also move the VirtualService off it
+        // (a file VirtualService still on v2 would be its own MK0201).
+        assert!(judge_values(&cluster, &[destination_rule("shop", &["v2"])]).is_empty());
+        let both = judge_values(
+            &cluster,
+            &[
+                destination_rule("shop", &["v1"]),
+                virtual_service("shop", "to-v2", "v1"),
+            ],
+        );
+        assert!(codes(&both).is_empty(), "{:?}", codes(&both));
     }
 }

@@ -13,6 +13,11 @@
 //!   the response), what the server runs between reading the body and
 //!   writing the answer.
 //!
+//! - `update/*`: one watch event applied to the index (a VirtualService
+//!   or DestinationRule changed) and a snapshot published, while the
+//!   previous snapshot is still held, as the server does after each event:
+//!   the copy-on-write cost of the incremental index.
+//!
 //! Before criterion runs, it prints the resident memory the index costs per
 //! object (VmRSS before and after building it) and p50/p90/p99/max over
 //! individually timed calls, since criterion reports means and medians only.
@@ -157,6 +162,40 @@ fn bench_validate(c: &mut Criterion) {
     print_percentiles("review/drop_used_subset", TIMED_CALLS, || {
         black_box(validate_review::review(black_box(&drop_v2_body), &state));
     });
+
+    // Alternates two versions of one object so every call changes it.
+    let vs_versions: Vec<meshkeeper_crds::networking::VirtualService> = ["v1", "v3"]
+        .iter()
+        .map(|subset| {
+            let mut vs = networking::virtual_service(networking::REVIEW_NAMESPACE, 7);
+            vs["spec"]["http"][0]["route"][0]["destination"]["subset"] = (*subset).into();
+            with_namespace(&vs)
+        })
+        .collect();
+    let dr_versions: Vec<DestinationRule> = [&["v1", "v2", "v3"][..], &["v1", "v2", "v3", "v4"]]
+        .iter()
+        .map(|subsets| {
+            with_namespace(&networking::destination_rule_with_subsets(
+                networking::REVIEW_NAMESPACE,
+                7,
+                subsets,
+            ))
+        })
+        .collect();
+    let mut working = index.clone();
+    let mut published = working.clone();
+    let mut turn = 0usize;
+    print_percentiles("update/virtual_service+publish", TIMED_CALLS, || {
+        turn += 1;
+        working.upsert_virtual_service(&vs_versions[turn % 2]);
+        published = black_box(working.clone());
+    });
+    print_percentiles("update/destination_rule+publish", TIMED_CALLS, || {
+        turn += 1;
+        working.upsert_destination_rule(&dr_versions[turn % 2]);
+        published = black_box(working.clone());
+    });
+    drop(published);
 
     let mut group = c.benchmark_group("validate");
     group.bench_function("findings/new_virtual_service", |b| {

@@ -7,8 +7,9 @@
 //! errors. Every request carries its own uid and every answer must echo it
 //! with an injection patch, or it counts as an error. With `--validate` it
 //! posts a new VirtualService to `/validate` instead (against
-//! `examples/validate_server.rs`), and every answer must echo the uid and
-//! allow it. Bounded: it stops by itself when the time is up.
+//! `examples/validate_server.rs`, or the real binary watching a cluster
+//! loaded by `examples/bench_objects.rs`), and every answer must echo the
+//! uid and allow it. Bounded: it stops by itself when the time is up.
 //!
 //! ```text
 //! cargo run --release -p meshkeeper-webhook --example loadgen -- \

@@ -2,7 +2,8 @@
 //! measuring `/validate` over TLS (results in BENCHMARKS.md).
 //!
 //! The real binary fills its view from watches on a cluster; loading 20,000
-//! objects into a local API server only to benchmark would take minutes, so
+//! objects into a local API server takes minutes (`e2e/bin/bench-validate
+//! --cluster` does it, with `examples/bench_objects.rs`), so for a quick run
 //! this runs the same server code (`server::start`: TLS, router, review)
 //! with the index of `benches/support/networking.rs` (10,000
 //! DestinationRules and 10,000 VirtualServices) fed by hand. It prints

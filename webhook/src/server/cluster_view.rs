@@ -2,8 +2,16 @@
 //! VirtualService and DestinationRule, which namespaces are being deleted,
 //! and the labels of the running pods behind each selecting Service.
 //! Pure: events in, a [`ValidationView`] out; `watch` feeds it.
+//!
+//! Incremental: an event changes the index entries of its one object (a
+//! Service or Pod event, those of the Services it concerns in its
+//! namespace), never rebuilds the rest. A relist (the watch restarted)
+//! applies each listed object as it comes and, at its end, removes what
+//! it no longer holds. The index's
+//! maps share their unchanged parts between clones, so a published view is
+//! an immutable snapshot that costs a few hundred pointer copies.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -13,86 +21,86 @@ use meshkeeper_crds::networking::destination_rule::DestinationRule;
 use meshkeeper_crds::networking::virtual_service::VirtualService;
 
 use super::state::ValidationView;
-use crate::validate::index::{DEFAULT_CLUSTER_DOMAIN, Index};
+use crate::validate::index::{DEFAULT_CLUSTER_DOMAIN, DEFAULT_ROOT_NAMESPACE, Index, ObjectKey};
 
+/// `(namespace, name)`; the namespace is empty for cluster-scoped objects.
 type Key = (String, String);
 
-/// One kind's objects as a watch reports them, each parsed on its own so
-/// one malformed object does not hide the others.
-#[derive(Debug)]
-pub struct WatchedSet<T> {
-    live: BTreeMap<Key, T>,
-    /// Objects listed since the watch (re)started; they replace `live`
-    /// when the listing ends, so objects deleted meanwhile disappear.
-    relisting: Option<BTreeMap<Key, T>>,
+/// What one watch event means for the objects of its kind.
+#[derive(Debug, PartialEq)]
+pub enum Delta<T> {
+    /// The object was added or changed (or is listed).
+    Upsert(Key, T),
+    /// The object is gone, or can no longer be read.
+    Remove(Key),
+    /// A listing ended: these are the keys of all the objects of the kind;
+    /// any other is gone.
+    Retain(BTreeSet<Key>),
+}
+
+/// Turns one kind's watch events into [`Delta`]s, each object parsed on
+/// its own so one malformed object does not hide the others.
+///
+/// A listed object is applied at once, not held until the listing ends: a
+/// relist after a broken watch then only makes the view fresher object by
+/// object, objects deleted meanwhile go when it ends, and no second copy of
+/// every object is buffered (20,000 parsed objects would be most of the
+/// process's memory). The first listing of every kind still ends before
+/// anything is published ([`ClusterView::synced`]).
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Keys listed since the watch (re)started.
+    listed: Option<BTreeSet<Key>>,
     synced: bool,
 }
 
-impl<T> Default for WatchedSet<T> {
-    fn default() -> Self {
-        Self {
-            live: BTreeMap::new(),
-            relisting: None,
-            synced: false,
-        }
-    }
-}
-
-impl<T> WatchedSet<T> {
+impl Listing {
+    /// Whether the kind has been listed once.
     pub fn synced(&self) -> bool {
         self.synced
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.live.values()
-    }
-
-    /// Applies one event. Returns whether the visible set may have changed,
-    /// and the objects that could not be read (they count as absent).
-    pub fn apply(
+    /// What one event changes, and the objects that could not be read
+    /// (they count as absent).
+    pub fn apply<T>(
         &mut self,
         event: Event<DynamicObject>,
         parse: impl Fn(&DynamicObject) -> Result<T, String>,
-    ) -> (bool, Vec<String>) {
+    ) -> (Option<Delta<T>>, Vec<String>) {
         let mut problems = Vec::new();
-        let changed = match event {
+        let mut parsed = |object: &DynamicObject| {
+            let key = key_of(object);
+            match parse(object) {
+                Ok(value) => (true, Delta::Upsert(key, value)),
+                Err(problem) => {
+                    // A good object turned bad must not stay visible stale.
+                    problems.push(problem);
+                    (false, Delta::Remove(key))
+                }
+            }
+        };
+        let delta = match event {
             Event::Init => {
-                self.relisting = Some(BTreeMap::new());
-                false
+                self.listed = Some(BTreeSet::new());
+                None
             }
             Event::InitApply(object) => {
-                match parse(&object) {
-                    Ok(value) => {
-                        self.relisting
-                            .get_or_insert_with(BTreeMap::new)
-                            .insert(key_of(&object), value);
-                    }
-                    Err(problem) => problems.push(problem),
+                let (readable, delta) = parsed(&object);
+                if readable {
+                    self.listed
+                        .get_or_insert_with(BTreeSet::new)
+                        .insert(key_of(&object));
                 }
-                false
+                Some(delta)
             }
             Event::InitDone => {
-                self.live = self.relisting.take().unwrap_or_default();
                 self.synced = true;
-                true
+                Some(Delta::Retain(self.listed.take().unwrap_or_default()))
             }
-            Event::Apply(object) => {
-                let key = key_of(&object);
-                match parse(&object) {
-                    Ok(value) => {
-                        self.live.insert(key, value);
-                    }
-                    Err(problem) => {
-                        // A good object turned bad must not stay visible stale.
-                        self.live.remove(&key);
-                        problems.push(problem);
-                    }
-                }
-                true
-            }
-            Event::Delete(object) => self.live.remove(&key_of(&object)).is_some(),
+            Event::Apply(object) => Some(parsed(&object).1),
+            Event::Delete(object) => Some(Delta::Remove(key_of(&object))),
         };
-        (changed, problems)
+        (delta, problems)
     }
 }
 
@@ -110,22 +118,46 @@ pub enum ViewEvent {
     Pod(Event<DynamicObject>),
 }
 
-/// Everything the validation view is built from.
-#[derive(Debug, Default)]
+/// Everything the validation view is built from, and the index itself,
+/// kept current event by event.
+#[derive(Debug)]
 pub struct ClusterView {
-    virtual_services: WatchedSet<VirtualService>,
-    destination_rules: WatchedSet<DestinationRule>,
-    /// Namespace name → whether it is being deleted.
-    namespaces: WatchedSet<bool>,
-    /// Service → its `spec.selector` (`None`: selects no pod).
-    services: WatchedSet<Option<Labels>>,
-    pods: WatchedSet<PodSummary>,
+    index: Index,
+    virtual_services: Listing,
+    destination_rules: Listing,
+    namespaces: Listing,
+    services: Listing,
+    pods: Listing,
+    terminating_namespaces: HashSet<String>,
+    /// Services with a non-empty selector → that selector. A Service without
+    /// one (or with an empty one) is left out: Kubernetes manages no
+    /// endpoints for it, so the view cannot say which pods back it.
+    selectors: BTreeMap<Key, Labels>,
+    /// Every pod the pod watch reports (running ones), by namespace first
+    /// so one namespace is one contiguous range.
+    pod_summaries: BTreeMap<Key, PodSummary>,
+}
+
+impl Default for ClusterView {
+    fn default() -> Self {
+        Self {
+            index: Index::new(DEFAULT_CLUSTER_DOMAIN, DEFAULT_ROOT_NAMESPACE),
+            virtual_services: Listing::default(),
+            destination_rules: Listing::default(),
+            namespaces: Listing::default(),
+            services: Listing::default(),
+            pods: Listing::default(),
+            terminating_namespaces: HashSet::new(),
+            selectors: BTreeMap::new(),
+            pod_summaries: BTreeMap::new(),
+        }
+    }
 }
 
 /// What the view keeps of a pod: enough to tell whether it serves a
 /// Service and which subsets its labels fall in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct PodSummary {
+pub struct PodSummary {
     labels: Labels,
     /// Running and not being deleted: a pod on its way out no longer
     /// counts as a backend a subset could rely on.
@@ -142,46 +174,216 @@ impl ClusterView {
             && self.pods.synced()
     }
 
-    /// Applies one event; see [`WatchedSet::apply`].
+    /// Applies one event. Returns whether the view may have changed, and
+    /// the objects that could not be read (they count as absent).
     pub fn apply(&mut self, event: ViewEvent) -> (bool, Vec<String>) {
         match event {
-            ViewEvent::VirtualService(e) => self
-                .virtual_services
-                .apply(e, |o| parse_typed(o, "VirtualService")),
-            ViewEvent::DestinationRule(e) => self
-                .destination_rules
-                .apply(e, |o| parse_typed(o, "DestinationRule")),
-            ViewEvent::Namespace(e) => self.namespaces.apply(e, |o| Ok(is_terminating(o))),
-            ViewEvent::Service(e) => self.services.apply(e, parse_service_selector),
-            ViewEvent::Pod(e) => self.pods.apply(e, |o| Ok(summarize_pod(o))),
+            ViewEvent::VirtualService(e) => {
+                let (delta, problems) = self
+                    .virtual_services
+                    .apply(e, |o| parse_typed::<VirtualService>(o, "VirtualService"));
+                let changed = delta.is_some();
+                if let Some(delta) = delta {
+                    self.apply_virtual_services(delta);
+                }
+                (changed, problems)
+            }
+            ViewEvent::DestinationRule(e) => {
+                let (delta, problems) = self
+                    .destination_rules
+                    .apply(e, |o| parse_typed::<DestinationRule>(o, "DestinationRule"));
+                let changed = delta.is_some();
+                if let Some(delta) = delta {
+                    self.apply_destination_rules(delta);
+                }
+                (changed, problems)
+            }
+            ViewEvent::Namespace(e) => {
+                let (delta, problems) = self.namespaces.apply(e, |o| Ok(is_terminating(o)));
+                let changed = delta.is_some();
+                if let Some(delta) = delta {
+                    self.apply_namespaces(delta);
+                }
+                (changed, problems)
+            }
+            ViewEvent::Service(e) => {
+                let (delta, problems) = self.services.apply(e, parse_service_selector);
+                let changed = delta.is_some();
+                if let Some(delta) = delta {
+                    self.apply_services(delta);
+                }
+                (changed, problems)
+            }
+            ViewEvent::Pod(e) => {
+                let (delta, problems) = self.pods.apply(e, |o| Ok(summarize_pod(o)));
+                let changed = delta.is_some();
+                if let Some(delta) = delta {
+                    self.apply_pods(delta);
+                }
+                (changed, problems)
+            }
         }
     }
 
-    /// The view requests read, for a mesh whose root namespace is `root`.
-    /// Rebuilt whole: simple, and each request sees one consistent state.
+    /// The index as it stands, for a mesh whose root namespace is `root`.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The mesh root namespace decides DestinationRule visibility; nothing
+    /// stored depends on it, so changing it costs nothing.
+    pub fn set_root_namespace(&mut self, root_namespace: &str) {
+        self.index.set_root_namespace(root_namespace);
+    }
+
+    /// A snapshot for requests to read, for a mesh whose root namespace is
+    /// `root_namespace`. Cheap: the index's maps are shared, not copied,
+    /// and later events do not change the snapshot.
     pub fn build(&self, root_namespace: &str) -> ValidationView {
-        let mut index = Index::new(DEFAULT_CLUSTER_DOMAIN, root_namespace);
-        for dr in self.destination_rules.values() {
-            index.upsert_destination_rule(dr);
-        }
-        for vs in self.virtual_services.values() {
-            index.upsert_virtual_service(vs);
-        }
-        for ((namespace, service), pods) in serving_pods_by_service(&self.services, &self.pods) {
-            index.set_service_pods(&namespace, &service, pods);
-        }
-        let terminating_namespaces = self
-            .namespaces
-            .live
-            .iter()
-            .filter(|(_, terminating)| **terminating)
-            .map(|((_, name), _)| name.clone())
-            .collect::<HashSet<_>>();
+        let mut index = self.index.clone();
+        index.set_root_namespace(root_namespace);
         ValidationView {
             index,
-            terminating_namespaces,
+            terminating_namespaces: self.terminating_namespaces.clone(),
         }
     }
+
+    fn apply_virtual_services(&mut self, delta: Delta<VirtualService>) {
+        match delta {
+            Delta::Upsert(_, vs) => self.index.upsert_virtual_service(&vs),
+            Delta::Remove((namespace, name)) => {
+                self.index.remove_virtual_service(&namespace, &name)
+            }
+            Delta::Retain(listed) => {
+                for key in gone(self.index.virtual_service_keys(), &listed) {
+                    self.index.remove_virtual_service(&key.namespace, &key.name);
+                }
+            }
+        }
+    }
+
+    fn apply_destination_rules(&mut self, delta: Delta<DestinationRule>) {
+        match delta {
+            Delta::Upsert(_, dr) => self.index.upsert_destination_rule(&dr),
+            Delta::Remove((namespace, name)) => {
+                self.index.remove_destination_rule(&namespace, &name);
+            }
+            Delta::Retain(listed) => {
+                for key in gone(self.index.destination_rule_keys(), &listed) {
+                    self.index
+                        .remove_destination_rule(&key.namespace, &key.name);
+                }
+            }
+        }
+    }
+
+    fn apply_namespaces(&mut self, delta: Delta<bool>) {
+        match delta {
+            Delta::Upsert((_, name), true) => {
+                self.terminating_namespaces.insert(name);
+            }
+            Delta::Upsert((_, name), false) | Delta::Remove((_, name)) => {
+                self.terminating_namespaces.remove(&name);
+            }
+            Delta::Retain(listed) => {
+                // Namespaces are cluster-scoped: their keys have no namespace.
+                self.terminating_namespaces
+                    .retain(|name| listed.contains(&(String::new(), name.clone())));
+            }
+        }
+    }
+
+    fn apply_services(&mut self, delta: Delta<Option<Labels>>) {
+        match delta {
+            Delta::Upsert(key, selector) => self.set_selector(key, selector),
+            Delta::Remove(key) => self.set_selector(key, None),
+            Delta::Retain(listed) => {
+                let gone: Vec<Key> = self
+                    .selectors
+                    .keys()
+                    .filter(|key| !listed.contains(*key))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.set_selector(key, None);
+                }
+            }
+        }
+    }
+
+    /// Records a Service's selector and, when it changed, which pods back it
+    /// (a scan of the pods of its namespace).
+    fn set_selector(&mut self, key: Key, selector: Option<Labels>) {
+        let (namespace, service) = (&key.0, &key.1);
+        let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+            if self.selectors.remove(&key).is_some() {
+                self.index.remove_service_pods(namespace, service);
+            }
+            return;
+        };
+        if self.selectors.get(&key) == Some(&selector) {
+            return;
+        }
+        let backing = pods_in_namespace(&self.pod_summaries, namespace)
+            .filter(|pod| pod.serving && selector_matches(&selector, &pod.labels))
+            .map(|pod| pod.labels.clone())
+            .collect();
+        self.index.set_service_pods(namespace, service, backing);
+        self.selectors.insert(key, selector);
+    }
+
+    fn apply_pods(&mut self, delta: Delta<PodSummary>) {
+        match delta {
+            Delta::Upsert(key, pod) => self.set_pod(key, Some(pod)),
+            Delta::Remove(key) => self.set_pod(key, None),
+            Delta::Retain(listed) => {
+                let gone: Vec<Key> = self
+                    .pod_summaries
+                    .keys()
+                    .filter(|key| !listed.contains(*key))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.set_pod(key, None);
+                }
+            }
+        }
+    }
+
+    /// Records a pod (or its absence) and moves it in or out of the pod
+    /// lists of the Services of its namespace that select it.
+    fn set_pod(&mut self, key: Key, pod: Option<PodSummary>) {
+        let old = match &pod {
+            Some(new) => self.pod_summaries.insert(key.clone(), new.clone()),
+            None => self.pod_summaries.remove(&key),
+        };
+        if old == pod {
+            return;
+        }
+        let namespace = &key.0;
+        let (before, after) = (serving_labels(old.as_ref()), serving_labels(pod.as_ref()));
+        for ((_, service), selector) in selectors_in_namespace(&self.selectors, namespace) {
+            if let Some(labels) = before.filter(|l| selector_matches(selector, l)) {
+                self.index.remove_service_pod(namespace, service, labels);
+            }
+            if let Some(labels) = after.filter(|l| selector_matches(selector, l)) {
+                self.index.add_service_pod(namespace, service, labels);
+            }
+        }
+    }
+}
+
+/// The labels of a pod that serves (absent or not serving: none).
+fn serving_labels(pod: Option<&PodSummary>) -> Option<&Labels> {
+    pod.filter(|p| p.serving).map(|p| &p.labels)
+}
+
+/// Keys the index holds that a listing no longer has.
+fn gone<'a>(known: impl Iterator<Item = &'a ObjectKey>, listed: &BTreeSet<Key>) -> Vec<ObjectKey> {
+    known
+        .filter(|key| !listed.contains(&(key.namespace.clone(), key.name.clone())))
+        .cloned()
+        .collect()
 }
 
 fn is_terminating(namespace: &DynamicObject) -> bool {
@@ -189,37 +391,28 @@ fn is_terminating(namespace: &DynamicObject) -> bool {
         || namespace.data["status"]["phase"].as_str() == Some("Terminating")
 }
 
-/// The labels of the serving pods behind every Service that has a
-/// selector, keyed by `(namespace, service)`. A Service without a selector
-/// (or with an empty one) is left out: Kubernetes manages no endpoints for
-/// it, so the view cannot say which pods back it.
-fn serving_pods_by_service(
-    services: &WatchedSet<Option<Labels>>,
-    pods: &WatchedSet<PodSummary>,
-) -> BTreeMap<Key, Vec<Labels>> {
-    services
-        .live
-        .iter()
-        .filter_map(|(key, selector)| {
-            let selector = selector.as_ref().filter(|s| !s.is_empty())?;
-            let backing = pods_in_namespace(pods, &key.0)
-                .filter(|pod| pod.serving && selector_matches(selector, &pod.labels))
-                .map(|pod| pod.labels.clone())
-                .collect();
-            Some((key.clone(), backing))
-        })
-        .collect()
+/// The entries of one namespace in a map keyed by `(namespace, name)`:
+/// keys sort by namespace first, so it is one contiguous range.
+fn in_namespace<'a, T>(
+    map: &'a BTreeMap<Key, T>,
+    namespace: &'a str,
+) -> impl Iterator<Item = (&'a Key, &'a T)> {
+    map.range((namespace.to_owned(), String::new())..)
+        .take_while(move |((entry_namespace, _), _)| entry_namespace == namespace)
 }
 
 fn pods_in_namespace<'a>(
-    pods: &'a WatchedSet<PodSummary>,
+    pods: &'a BTreeMap<Key, PodSummary>,
     namespace: &'a str,
 ) -> impl Iterator<Item = &'a PodSummary> {
-    // Keys sort by namespace first, so one namespace is one contiguous range.
-    pods.live
-        .range((namespace.to_owned(), String::new())..)
-        .take_while(move |((pod_namespace, _), _)| pod_namespace == namespace)
-        .map(|(_, pod)| pod)
+    in_namespace(pods, namespace).map(|(_, pod)| pod)
+}
+
+fn selectors_in_namespace<'a>(
+    selectors: &'a BTreeMap<Key, Labels>,
+    namespace: &'a str,
+) -> impl Iterator<Item = (&'a Key, &'a Labels)> {
+    in_namespace(selectors, namespace)
 }
 
 /// A Service selector matches a pod carrying every one of its labels with
@@ -374,7 +567,7 @@ mod tests {
         view.build("istio-system")
             .index
             .pods_of_host(host)
-            .map(<[Labels]>::to_vec)
+            .map(|pods| pods.label_sets().cloned().collect())
     }
 
     #[test]
@@ -510,7 +703,7 @@ mod tests {
     }
 
     #[test]
-    fn pods_listed_before_sync_count_once_the_listing_ends() {
+    fn a_relisted_pod_counts_at_once_and_unlisted_ones_go_when_the_listing_ends() {
         let mut view = ClusterView::default();
         list_all(&mut view);
         view.apply(ViewEvent::Service(Event::Apply(service(
@@ -518,6 +711,13 @@ mod tests {
             "reviews",
             json!({"app": "reviews"}),
         ))));
+        view.apply(ViewEvent::Pod(Event::Apply(pod(
+            "shop",
+            "old",
+            &[("app", "reviews"), ("version", "old")],
+            "Running",
+        ))));
+        // The watch broke; while it relists, `old` was deleted and `v1` started.
         view.apply(ViewEvent::Pod(Event::Init));
         view.apply(ViewEvent::Pod(Event::InitApply(pod(
             "shop",
@@ -526,8 +726,9 @@ mod tests {
             "Running",
         ))));
         assert_eq!(
-            pods_of(&view, "reviews.shop.svc.cluster.local"),
-            Some(vec![])
+            pods_of(&view, "reviews.shop.svc.cluster.local").map(|p| p.len()),
+            Some(2),
+            "a listed object is applied as it comes; deletions wait for the end"
         );
         view.apply(ViewEvent::Pod(Event::InitDone));
         assert_eq!(
@@ -592,7 +793,8 @@ mod tests {
         view.apply(ViewEvent::VirtualService(Event::Apply(vs("a", "v1"))));
         view.apply(ViewEvent::VirtualService(Event::Init));
         view.apply(ViewEvent::VirtualService(Event::InitApply(vs("b", "v1"))));
-        assert_eq!(view.build("istio-system").index.virtual_service_count(), 1);
+        // `a` may have been deleted meanwhile: only the listing's end says.
+        assert_eq!(view.build("istio-system").index.virtual_service_count(), 2);
         view.apply(ViewEvent::VirtualService(Event::InitDone));
         let built = view.build("istio-system");
         let users: Vec<String> = built
@@ -602,5 +804,187 @@ mod tests {
             .map(|k| k.to_string())
             .collect();
         assert_eq!(users, ["shop/b"]);
+    }
+
+    /// A small deterministic generator (no dependency): SplitMix64.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+    }
+
+    const KINDS: usize = 5;
+
+    fn wrap(kind: usize, event: Event<DynamicObject>) -> ViewEvent {
+        match kind {
+            0 => ViewEvent::VirtualService(event),
+            1 => ViewEvent::DestinationRule(event),
+            2 => ViewEvent::Namespace(event),
+            3 => ViewEvent::Service(event),
+            _ => ViewEvent::Pod(event),
+        }
+    }
+
+    /// A random object of `kind` among a few names, so events keep hitting
+    /// the same objects, Services and pods keep meeting, and some objects
+    /// are malformed.
+    fn random_object(random: &mut Random, kind: usize) -> DynamicObject {
+        let namespace = random.pick(&["shop", "other"]);
+        let name = random.pick(&["a", "b", "c"]);
+        let app = random.pick(&["reviews", "ratings"]);
+        let version = random.pick(&["v1", "v2"]);
+        let mut object = match kind {
+            0 => {
+                let mut vs = vs(name, version);
+                vs.metadata.namespace = Some(namespace.to_owned());
+                vs
+            }
+            1 => {
+                let subsets = [&["v1"][..], &["v1", "v2"], &[]][random.below(3)];
+                let mut rule = if random.below(8) == 0 {
+                    object::<DestinationRule>(namespace, name, json!({"spec": {"host": 7}}))
+                } else {
+                    dr(name, subsets)
+                };
+                rule.metadata.namespace = Some(namespace.to_owned());
+                rule
+            }
+            2 => self::namespace(namespace, random.pick(&["Active", "Terminating"])),
+            3 => {
+                let selector = [
+                    json!({"app": app}),
+                    json!(null),
+                    json!({}),
+                    json!({"app": 7}),
+                ][random.below(4)]
+                .clone();
+                service(namespace, app, selector)
+            }
+            _ => pod(
+                namespace,
+                name,
+                &[("app", app), ("version", version)],
+                random.pick(&["Running", "Running", "Pending"]),
+            ),
+        };
+        if kind == 4 && random.below(6) == 0 {
+            object.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+            );
+        }
+        object
+    }
+
+    /// A view that listed exactly `objects`, kind by kind.
+    fn listed(objects: &[BTreeMap<Key, DynamicObject>]) -> ClusterView {
+        let mut view = ClusterView::default();
+        for (kind, of_kind) in objects.iter().enumerate() {
+            view.apply(wrap(kind, Event::Init));
+            for object in of_kind.values() {
+                view.apply(wrap(kind, Event::InitApply(object.clone())));
+            }
+            view.apply(wrap(kind, Event::InitDone));
+        }
+        view
+    }
+
+    fn assert_same_view(a: &ValidationView, b: &ValidationView, context: &str) {
+        assert_eq!(a.index, b.index, "{context}");
+        assert_eq!(
+            a.terminating_namespaces, b.terminating_namespaces,
+            "{context}"
+        );
+    }
+
+    #[test]
+    fn any_event_sequence_gives_the_view_of_a_fresh_listing_of_the_final_objects() {
+        let mut random = Random(0x00c0_ffee);
+        for round in 0..200 {
+            // What the API server holds, kind by kind.
+            let mut truth: Vec<BTreeMap<Key, DynamicObject>> = vec![BTreeMap::new(); KINDS];
+            let mut view = listed(&truth);
+            let mut snapshots = Vec::new();
+            for step in 0..60 {
+                let kind = random.below(KINDS);
+                match random.below(10) {
+                    0..=5 => {
+                        let object = random_object(&mut random, kind);
+                        truth[kind].insert(key_of(&object), object.clone());
+                        view.apply(wrap(kind, Event::Apply(object)));
+                    }
+                    6..=7 => {
+                        let object = random_object(&mut random, kind);
+                        if let Some(gone) = truth[kind].remove(&key_of(&object)) {
+                            view.apply(wrap(kind, Event::Delete(gone)));
+                        }
+                    }
+                    _ => {
+                        // The watch broke: changes made meanwhile are only
+                        // seen through the relist.
+                        for _ in 0..random.below(4) {
+                            let object = random_object(&mut random, kind);
+                            if random.below(2) == 0 {
+                                truth[kind].insert(key_of(&object), object);
+                            } else {
+                                truth[kind].remove(&key_of(&object));
+                            }
+                        }
+                        view.apply(wrap(kind, Event::Init));
+                        for object in truth[kind].values() {
+                            view.apply(wrap(kind, Event::InitApply(object.clone())));
+                        }
+                        view.apply(wrap(kind, Event::InitDone));
+                    }
+                }
+                if random.below(4) == 0 {
+                    snapshots.push((view.build("istio-system"), truth.clone(), step));
+                }
+            }
+            assert_same_view(
+                &view.build("istio-system"),
+                &listed(&truth).build("istio-system"),
+                &format!("round {round}"),
+            );
+            // Snapshots published along the way never changed afterwards.
+            for (snapshot, truth, step) in &snapshots {
+                assert_same_view(
+                    snapshot,
+                    &listed(truth).build("istio-system"),
+                    &format!("round {round}, snapshot at step {step}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_published_view_is_not_changed_by_later_events() {
+        let mut view = ClusterView::default();
+        list_all(&mut view);
+        view.apply(ViewEvent::DestinationRule(Event::Apply(dr(
+            "reviews",
+            &["v1"],
+        ))));
+        let published = view.build("istio-system");
+        view.apply(ViewEvent::DestinationRule(Event::Delete(dr(
+            "reviews",
+            &[],
+        ))));
+        view.apply(ViewEvent::Namespace(Event::Apply(namespace(
+            "shop",
+            "Terminating",
+        ))));
+        assert_eq!(published.index.destination_rule_count(), 1);
+        assert!(published.terminating_namespaces.is_empty());
+        assert_eq!(view.build("istio-system").index.destination_rule_count(), 0);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::version::Info;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
@@ -159,33 +159,53 @@ pub async fn watch_validation_view(client: kube::Client, state: Arc<State>) {
     ]);
     let mut view = ClusterView::default();
     loop {
-        let changed = tokio::select! {
+        let mut changed = tokio::select! {
             event = events.next() => match event {
                 None => break,
-                Some(Err(e)) => {
-                    tracing::warn!(
-                        error = %e,
-                        "watching VirtualServices, DestinationRules, Namespaces, Services or Pods"
-                    );
-                    false
-                }
-                Some(Ok(event)) => {
-                    let (changed, problems) = view.apply(event);
-                    for problem in &problems {
-                        tracing::warn!("{problem}");
-                    }
-                    changed
-                }
+                Some(event) => take_view_event(&mut view, event),
             },
-            // The root namespace decides visibility: rebuild for a new one.
+            // The root namespace decides visibility: publish for a new one.
             () = state.revision_changed() => true,
         };
+        // Coalesce a burst: apply the events already waiting, then publish
+        // once. Bounded, so a storm still publishes regularly.
+        for _ in 0..MAX_EVENTS_PER_PUBLISH {
+            match events.next().now_or_never() {
+                Some(Some(event)) => changed |= take_view_event(&mut view, event),
+                Some(None) | None => break,
+            }
+        }
         if changed && view.synced() {
             let root = state
                 .revision()
                 .map(|r| r.root_namespace.clone())
                 .unwrap_or_else(|| crate::validate::index::DEFAULT_ROOT_NAMESPACE.to_string());
+            view.set_root_namespace(&root);
+            // A snapshot: shares the index's maps, copies none of them.
             state.set_validation_view(view.build(&root));
+        }
+    }
+}
+
+/// Events applied at most between two publications of the validation view.
+const MAX_EVENTS_PER_PUBLISH: usize = 512;
+
+/// Applies one watch event (or logs its error); whether the view changed.
+fn take_view_event(view: &mut ClusterView, event: Result<ViewEvent, watcher::Error>) -> bool {
+    match event {
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "watching VirtualServices, DestinationRules, Namespaces, Services or Pods"
+            );
+            false
+        }
+        Ok(event) => {
+            let (changed, problems) = view.apply(event);
+            for problem in &problems {
+                tracing::warn!("{problem}");
+            }
+            changed
         }
     }
 }

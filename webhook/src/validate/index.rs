@@ -32,13 +32,21 @@
 //!   the ambiguous `a.b`), the service's namespace is unknown, so rules
 //!   exported from any namespace fill the second tier;
 //! - a rule with a `workloadSelector` counts like any other.
+//!
+//! Every change is incremental (it touches the entries of one object) and
+//! the maps are [`SharedMap`]s, so cloning an index is cheap and a clone is
+//! an immutable snapshot: the server publishes one after each batch of
+//! watch events while it keeps changing its working copy.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use meshkeeper_crds::networking::common::Labels;
 use meshkeeper_crds::networking::virtual_service::Destination;
 use meshkeeper_crds::networking::{DestinationRule, VirtualService};
+
+use super::shared_map::SharedMap;
 
 /// Kubernetes' default cluster DNS domain.
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
@@ -149,6 +157,60 @@ struct IndexedVirtualService {
     being_deleted: bool,
 }
 
+/// The labels of the running pods behind one Kubernetes service, kept as
+/// distinct label sets with how many pods carry each: the replicas of one
+/// workload share their labels, so a pod coming or going changes a count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServicePods {
+    label_sets: Arc<BTreeMap<Labels, usize>>,
+    pods: usize,
+}
+
+impl ServicePods {
+    /// How many running pods back the service.
+    pub fn len(&self) -> usize {
+        self.pods
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pods == 0
+    }
+
+    /// Each distinct label set of the running pods, once.
+    pub fn label_sets(&self) -> impl Iterator<Item = &Labels> {
+        self.label_sets.keys()
+    }
+
+    fn add(&mut self, labels: &Labels) {
+        *Arc::make_mut(&mut self.label_sets)
+            .entry(labels.clone())
+            .or_default() += 1;
+        self.pods += 1;
+    }
+
+    fn remove(&mut self, labels: &Labels) {
+        let sets = Arc::make_mut(&mut self.label_sets);
+        let Some(count) = sets.get_mut(labels) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            sets.remove(labels);
+        }
+        self.pods -= 1;
+    }
+}
+
+impl FromIterator<Labels> for ServicePods {
+    fn from_iter<I: IntoIterator<Item = Labels>>(pods: I) -> Self {
+        let mut all = ServicePods::default();
+        for labels in pods {
+            all.add(&labels);
+        }
+        all
+    }
+}
+
 /// A pretend change to one DestinationRule, to ask "what would the view be
 /// if this rule looked like that (or were gone)" without mutating the index.
 #[derive(Clone, Copy, Debug)]
@@ -177,19 +239,20 @@ impl Tier<'_> {
 }
 
 /// The cross-object index. See the module documentation for the rules.
-#[derive(Clone, Debug)]
+/// Cloning is cheap and gives an immutable snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Index {
     cluster_domain: String,
     root_namespace: String,
-    destination_rules: HashMap<ObjectKey, IndexedDestinationRule>,
+    destination_rules: SharedMap<ObjectKey, Arc<IndexedDestinationRule>>,
     /// Resolved host (or wildcard pattern) → rules declaring it.
-    rules_by_host: HashMap<String, BTreeSet<ObjectKey>>,
-    virtual_services: HashMap<ObjectKey, IndexedVirtualService>,
+    rules_by_host: SharedMap<String, Arc<BTreeSet<ObjectKey>>>,
+    virtual_services: SharedMap<ObjectKey, Arc<IndexedVirtualService>>,
     /// Subset name → resolved host → VirtualServices routing there. Keyed
     /// by subset first so a wildcard rule can scan the hosts of one subset.
-    references: HashMap<String, HashMap<String, BTreeSet<ObjectKey>>>,
+    references: SharedMap<String, SharedMap<String, Arc<BTreeSet<ObjectKey>>>>,
     /// `(namespace, service)` → labels of its running pods.
-    service_pods: HashMap<(String, String), Vec<Labels>>,
+    service_pods: SharedMap<(String, String), ServicePods>,
 }
 
 impl Default for Index {
@@ -203,11 +266,11 @@ impl Index {
         Self {
             cluster_domain: cluster_domain.into(),
             root_namespace: root_namespace.into(),
-            destination_rules: HashMap::new(),
-            rules_by_host: HashMap::new(),
-            virtual_services: HashMap::new(),
-            references: HashMap::new(),
-            service_pods: HashMap::new(),
+            destination_rules: SharedMap::default(),
+            rules_by_host: SharedMap::default(),
+            virtual_services: SharedMap::default(),
+            references: SharedMap::default(),
+            service_pods: SharedMap::default(),
         }
     }
 
@@ -219,12 +282,28 @@ impl Index {
         &self.root_namespace
     }
 
+    /// Changes the mesh root namespace. Nothing stored depends on it (it is
+    /// read at lookup time), so this costs nothing.
+    pub fn set_root_namespace(&mut self, root_namespace: &str) {
+        if self.root_namespace != root_namespace {
+            self.root_namespace = root_namespace.to_owned();
+        }
+    }
+
     pub fn destination_rule_count(&self) -> usize {
         self.destination_rules.len()
     }
 
     pub fn virtual_service_count(&self) -> usize {
         self.virtual_services.len()
+    }
+
+    pub fn destination_rule_keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.destination_rules.keys()
+    }
+
+    pub fn virtual_service_keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.virtual_services.keys()
     }
 
     /// Resolves a host as written in an object of `namespace`: a short name
@@ -323,16 +402,27 @@ impl Index {
         }
     }
 
+    /// Adds or replaces a DestinationRule; touches only its own entries
+    /// (nothing at all when what the index keeps of it is unchanged).
     pub fn upsert_destination_rule(&mut self, dr: &DestinationRule) {
         let entry = self.index_destination_rule(dr);
+        if self
+            .destination_rules
+            .get(&entry.key)
+            .is_some_and(|old| **old == entry)
+        {
+            return;
+        }
         self.remove_destination_rule(&entry.key.namespace, &entry.key.name);
         if !entry.host.is_empty() {
-            self.rules_by_host
-                .entry(entry.host.clone())
-                .or_default()
-                .insert(entry.key.clone());
+            Arc::make_mut(
+                self.rules_by_host
+                    .get_or_insert_with(entry.host.clone(), Default::default),
+            )
+            .insert(entry.key.clone());
         }
-        self.destination_rules.insert(entry.key.clone(), entry);
+        self.destination_rules
+            .insert(entry.key.clone(), Arc::new(entry));
     }
 
     pub fn remove_destination_rule(&mut self, namespace: &str, name: &str) {
@@ -341,6 +431,7 @@ impl Index {
             return;
         };
         if let Some(keys) = self.rules_by_host.get_mut(&old.host) {
+            let keys = Arc::make_mut(keys);
             keys.remove(&key);
             if keys.is_empty() {
                 self.rules_by_host.remove(&old.host);
@@ -349,12 +440,15 @@ impl Index {
     }
 
     pub fn destination_rule(&self, namespace: &str, name: &str) -> Option<&IndexedDestinationRule> {
-        self.destination_rules.get(&ObjectKey::new(namespace, name))
+        self.destination_rules
+            .get(&ObjectKey::new(namespace, name))
+            .map(|dr| &**dr)
     }
 
+    /// Adds or replaces a VirtualService; touches only its own entries
+    /// (nothing at all when what the index keeps of it is unchanged).
     pub fn upsert_virtual_service(&mut self, vs: &VirtualService) {
         let key = key_of(&vs.metadata);
-        self.remove_virtual_service(&key.namespace, &key.name);
         let references: BTreeSet<(String, String)> = destinations(vs)
             .filter_map(|(_, d)| {
                 let host = d.host.as_deref().filter(|h| !h.is_empty())?;
@@ -362,22 +456,26 @@ impl Index {
                 Some((self.resolve_host(host, &key.namespace), subset.to_owned()))
             })
             .collect();
-        for (host, subset) in &references {
-            self.references
-                .entry(subset.clone())
-                .or_default()
-                .entry(host.clone())
-                .or_default()
+        let entry = IndexedVirtualService {
+            references,
+            being_deleted: vs.metadata.deletion_timestamp.is_some(),
+        };
+        if self
+            .virtual_services
+            .get(&key)
+            .is_some_and(|old| **old == entry)
+        {
+            return;
+        }
+        self.remove_virtual_service(&key.namespace, &key.name);
+        for (host, subset) in &entry.references {
+            let hosts = self
+                .references
+                .get_or_insert_with(subset.clone(), SharedMap::default);
+            Arc::make_mut(hosts.get_or_insert_with(host.clone(), Default::default))
                 .insert(key.clone());
         }
-        let being_deleted = vs.metadata.deletion_timestamp.is_some();
-        self.virtual_services.insert(
-            key,
-            IndexedVirtualService {
-                references,
-                being_deleted,
-            },
-        );
+        self.virtual_services.insert(key, Arc::new(entry));
     }
 
     pub fn remove_virtual_service(&mut self, namespace: &str, name: &str) {
@@ -385,18 +483,19 @@ impl Index {
         let Some(old) = self.virtual_services.remove(&key) else {
             return;
         };
-        for (host, subset) in old.references {
-            let Some(hosts) = self.references.get_mut(&subset) else {
+        for (host, subset) in &old.references {
+            let Some(hosts) = self.references.get_mut(subset) else {
                 continue;
             };
-            if let Some(keys) = hosts.get_mut(&host) {
+            if let Some(keys) = hosts.get_mut(host) {
+                let keys = Arc::make_mut(keys);
                 keys.remove(&key);
                 if keys.is_empty() {
-                    hosts.remove(&host);
+                    hosts.remove(host);
                 }
             }
             if hosts.is_empty() {
-                self.references.remove(&subset);
+                self.references.remove(subset);
             }
         }
     }
@@ -404,8 +503,28 @@ impl Index {
     /// Records the labels of the running pods behind a Kubernetes service
     /// (an empty list: the service is known and has no running pod).
     pub fn set_service_pods(&mut self, namespace: &str, service: &str, pods: Vec<Labels>) {
+        let pods: ServicePods = pods.into_iter().collect();
+        let key = (namespace.to_owned(), service.to_owned());
+        if self.service_pods.get(&key) != Some(&pods) {
+            self.service_pods.insert(key, pods);
+        }
+    }
+
+    /// One more running pod behind a service (which becomes known).
+    pub fn add_service_pod(&mut self, namespace: &str, service: &str, labels: &Labels) {
         self.service_pods
-            .insert((namespace.to_owned(), service.to_owned()), pods);
+            .get_or_insert_with((namespace.to_owned(), service.to_owned()), Default::default)
+            .add(labels);
+    }
+
+    /// One running pod fewer behind a service (which stays known).
+    pub fn remove_service_pod(&mut self, namespace: &str, service: &str, labels: &Labels) {
+        if let Some(pods) = self
+            .service_pods
+            .get_mut(&(namespace.to_owned(), service.to_owned()))
+        {
+            pods.remove(labels);
+        }
     }
 
     /// Forgets a service: its subsets are no longer checked against pods.
@@ -414,14 +533,13 @@ impl Index {
             .remove(&(namespace.to_owned(), service.to_owned()));
     }
 
-    /// Labels of the running pods behind a resolved host, when the host is
-    /// a Kubernetes service the index has pods for.
-    pub fn pods_of_host(&self, resolved_host: &str) -> Option<&[Labels]> {
+    /// The running pods behind a resolved host, when the host is a
+    /// Kubernetes service the index has pods for.
+    pub fn pods_of_host(&self, resolved_host: &str) -> Option<&ServicePods> {
         let service_host = self.service_host(resolved_host)?;
         let (namespace, service) = self.service_of_host(&service_host)?;
         self.service_pods
             .get(&(namespace.to_owned(), service.to_owned()))
-            .map(Vec::as_slice)
     }
 
     /// The DestinationRules that apply to `host` (as written in an object of
@@ -527,9 +645,9 @@ impl Index {
             .rules_by_host
             .get(pattern)
             .into_iter()
-            .flatten()
+            .flat_map(|keys| keys.iter())
             .filter(move |key| change.is_none_or(|c| c.key != *key))
-            .filter_map(|key| self.destination_rules.get(key));
+            .filter_map(|key| self.destination_rules.get(key).map(|dr| &**dr));
         let replacement = change
             .and_then(|c| c.replacement)
             .filter(|dr| dr.host == pattern);
@@ -562,7 +680,8 @@ impl Index {
         };
         // An exact host is two probes; only a wildcard needs a scan of the
         // hosts that use this subset name.
-        let matching: Vec<(&'a String, &'a BTreeSet<ObjectKey>)> = if pattern.starts_with('*') {
+        let matching: Vec<(&'a String, &'a Arc<BTreeSet<ObjectKey>>)> = if pattern.starts_with('*')
+        {
             hosts
                 .iter()
                 .filter(|(host, _)| pattern_covers(pattern, host))
@@ -995,16 +1114,172 @@ mod tests {
         let mut index = Index::default();
         let pod: Labels = [("app".to_owned(), "reviews".to_owned())].into();
         index.set_service_pods("ns", "reviews", vec![pod.clone()]);
+        let pods = index.pods_of_host("reviews.ns.svc.cluster.local").unwrap();
+        assert_eq!(pods.label_sets().collect::<Vec<_>>(), [&pod]);
         assert_eq!(
-            index.pods_of_host("reviews.ns.svc.cluster.local"),
-            Some(&[pod][..])
-        );
-        assert_eq!(
-            index.pods_of_host("reviews.ns").map(<[Labels]>::len),
+            index.pods_of_host("reviews.ns").map(ServicePods::len),
             Some(1)
         );
         assert!(index.pods_of_host("ratings.ns.svc.cluster.local").is_none());
         index.remove_service_pods("ns", "reviews");
         assert!(index.pods_of_host("reviews.ns.svc.cluster.local").is_none());
+    }
+
+    #[test]
+    fn pods_of_a_workload_are_counted_per_label_set() {
+        let mut index = Index::default();
+        let v1: Labels = [("version".to_owned(), "v1".to_owned())].into();
+        let v2: Labels = [("version".to_owned(), "v2".to_owned())].into();
+        index.add_service_pod("ns", "reviews", &v1);
+        index.add_service_pod("ns", "reviews", &v1);
+        index.add_service_pod("ns", "reviews", &v2);
+        let host = "reviews.ns.svc.cluster.local";
+        assert_eq!(index.pods_of_host(host).map(ServicePods::len), Some(3));
+        index.remove_service_pod("ns", "reviews", &v1);
+        index.remove_service_pod("ns", "reviews", &v2);
+        let pods = index.pods_of_host(host).unwrap();
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods.label_sets().collect::<Vec<_>>(), [&v1]);
+        // Built in one go or pod by pod: the same index.
+        let mut whole = Index::default();
+        whole.set_service_pods("ns", "reviews", vec![v1.clone()]);
+        assert_eq!(index, whole);
+        index.remove_service_pod("ns", "reviews", &v1);
+        assert_eq!(index.pods_of_host(host).map(ServicePods::len), Some(0));
+    }
+
+    #[test]
+    fn a_snapshot_does_not_see_later_changes() {
+        let mut index = Index::default();
+        index.upsert_destination_rule(&dr(
+            "ns",
+            "r",
+            json!({"host": "reviews", "subsets": subsets(&["v1"])}),
+        ));
+        index.upsert_virtual_service(&vs_to("ns", "a", "reviews", "v1"));
+        let snapshot = index.clone();
+        index.remove_destination_rule("ns", "r");
+        index.remove_virtual_service("ns", "a");
+        index.set_root_namespace("mesh-root");
+        assert_eq!(seen(&snapshot, "ns", "reviews"), ["v1"]);
+        assert_eq!(
+            snapshot.virtual_services_using("reviews.ns.svc.cluster.local", "v1"),
+            [&ObjectKey::new("ns", "a")]
+        );
+        assert_eq!(snapshot.root_namespace(), "istio-system");
+        assert!(seen(&index, "ns", "reviews").is_empty());
+    }
+
+    /// A small deterministic generator (no dependency): SplitMix64.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+    }
+
+    /// A random rule or VirtualService among a few names, hosts and subsets,
+    /// so sequences keep hitting the same entries (shared hosts, wildcards,
+    /// aliases, exportTo).
+    fn random_rule(random: &mut Random, namespace: &str, name: &str) -> DestinationRule {
+        let host = random.pick(&[
+            "reviews",
+            "ratings",
+            "reviews.a",
+            "*.a.svc.cluster.local",
+            "*",
+        ]);
+        let names = ["v1", "v2", "v3"];
+        let count = random.below(4);
+        let chosen: Vec<&str> = names[..count].to_vec();
+        let mut spec = json!({"host": host, "subsets": subsets(&chosen)});
+        match random.below(3) {
+            0 => spec["exportTo"] = json!(["."]),
+            1 => spec["exportTo"] = json!(["b"]),
+            _ => {}
+        }
+        dr(namespace, name, spec)
+    }
+
+    fn random_virtual_service(random: &mut Random, namespace: &str, name: &str) -> VirtualService {
+        let host = random.pick(&[
+            "reviews",
+            "ratings",
+            "reviews.a",
+            "reviews.a.svc.cluster.local",
+        ]);
+        let subset = random.pick(&["v1", "v2", "v3"]);
+        let mut value = serde_json::to_value(vs_to(namespace, name, host, subset)).unwrap();
+        if random.below(5) == 0 {
+            value["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn any_sequence_of_changes_gives_the_index_built_from_the_final_objects() {
+        let mut random = Random(0x6d65_7368);
+        let namespaces = ["a", "b", "istio-system"];
+        let names = ["one", "two", "three"];
+        for _ in 0..300 {
+            let mut index = Index::default();
+            let mut snapshots = Vec::new();
+            let mut rules: BTreeMap<(String, String), DestinationRule> = BTreeMap::new();
+            let mut services: BTreeMap<(String, String), VirtualService> = BTreeMap::new();
+            for _ in 0..40 {
+                let key = (
+                    random.pick(&namespaces).to_owned(),
+                    random.pick(&names).to_owned(),
+                );
+                match random.below(4) {
+                    0 => {
+                        let rule = random_rule(&mut random, &key.0, &key.1);
+                        index.upsert_destination_rule(&rule);
+                        rules.insert(key, rule);
+                    }
+                    1 => {
+                        index.remove_destination_rule(&key.0, &key.1);
+                        rules.remove(&key);
+                    }
+                    2 => {
+                        let vs = random_virtual_service(&mut random, &key.0, &key.1);
+                        index.upsert_virtual_service(&vs);
+                        services.insert(key, vs);
+                    }
+                    _ => {
+                        index.remove_virtual_service(&key.0, &key.1);
+                        services.remove(&key);
+                    }
+                }
+                if random.below(3) == 0 {
+                    snapshots.push((index.clone(), rules.clone(), services.clone()));
+                }
+            }
+            let fresh = |rules: &BTreeMap<_, DestinationRule>,
+                         services: &BTreeMap<_, VirtualService>| {
+                let mut fresh = Index::default();
+                for rule in rules.values() {
+                    fresh.upsert_destination_rule(rule);
+                }
+                for vs in services.values() {
+                    fresh.upsert_virtual_service(vs);
+                }
+                fresh
+            };
+            assert_eq!(index, fresh(&rules, &services));
+            // Every snapshot taken along the way still shows its moment.
+            for (snapshot, rules, services) in &snapshots {
+                assert_eq!(*snapshot, fresh(rules, services));
+            }
+        }
     }
 }

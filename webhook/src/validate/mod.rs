@@ -10,6 +10,7 @@
 pub mod envoy_filter;
 pub mod index;
 pub mod object;
+pub mod shared_map;
 pub mod subsets;
 
 /// Which check of the Mesh's validation policy a finding belongs to; the

@@ -52,7 +52,10 @@ pub fn check_virtual_service(vs: &VirtualService, index: &Index) -> Vec<Finding>
                 let Some(pods) = index.pods_of_host(&resolved) else {
                     continue;
                 };
-                if !pods.iter().any(|pod| selects(&definition.labels, pod)) {
+                if !pods
+                    .label_sets()
+                    .any(|pod| selects(&definition.labels, pod))
+                {
                     findings.push(Finding::warning(
                         Check::SubsetReferences,
                         SUBSET_SELECTS_NO_POD,

@@ -78,6 +78,63 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
+/// Characters a label name or value may hold between its alphanumeric
+/// first and last characters.
+fn is_label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
+}
+
+/// Why a string is not a Kubernetes qualified name part / label value body:
+/// at most 63 characters, alphanumerics, `-`, `_` and `.`, starting and
+/// ending alphanumeric. `None` when it is one (empty is the caller's call).
+fn label_text_problem(s: &str) -> Option<String> {
+    if s.len() > 63 {
+        return Some(format!(
+            "is {} characters long, at most 63 are allowed",
+            s.len()
+        ));
+    }
+    if let Some(bad) = s.chars().find(|c| !is_label_char(*c)) {
+        return Some(format!(
+            "contains `{bad}`; only letters, digits, `-`, `_` and `.` are allowed"
+        ));
+    }
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    if !s.starts_with(alnum) || !s.ends_with(alnum) {
+        return Some("must begin and end with a letter or digit".to_owned());
+    }
+    None
+}
+
+/// Why a label key breaks Kubernetes' rules (`[prefix/]name`: the prefix a
+/// DNS-1123 subdomain, the name as [`label_text_problem`] requires).
+pub fn label_key_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix
+        && (prefix.is_empty() || !is_dns1123_subdomain(prefix))
+    {
+        return Some(format!(
+            "label key `{key}`: prefix `{prefix}` is not a DNS-1123 subdomain (lowercase \
+             letters, digits, `-` and `.`, at most 253 characters)"
+        ));
+    }
+    if name.is_empty() {
+        return Some(format!("label key `{key}`: the name part is empty"));
+    }
+    label_text_problem(name).map(|why| format!("label key `{key}`: name part `{name}` {why}"))
+}
+
+/// Why a label value breaks Kubernetes' rules (empty is allowed).
+pub fn label_value_problem(key: &str, value: &str) -> Option<String> {
+    if value.is_empty() {
+        return None;
+    }
+    label_text_problem(value).map(|why| format!("value `{value}` of label `{key}` {why}"))
+}
+
 /// A host label as Istio accepts it: like a DNS-1123 label but either case
 /// (host names are case-insensitive; Istio's own pattern allows capitals).
 pub fn is_host_label(s: &str) -> bool {
@@ -183,10 +240,17 @@ pub fn is_ip_or_cidr(s: &str) -> bool {
 
 /// `.` (own namespace), `*` (all) or namespace names; `*` excludes the rest.
 /// ServiceEntries may also use `~` (visible to no one but its own proxies),
-/// alone.
-pub fn check_export_to(export_to: Option<&Vec<String>>, allow_none: bool, out: &mut Findings) {
+/// alone. `namespace` is the object's own: `.` and its name are the same
+/// entry, so listing both is a duplicate (Istio rejects it too).
+pub fn check_export_to(
+    export_to: Option<&Vec<String>>,
+    namespace: &str,
+    allow_none: bool,
+    out: &mut Findings,
+) {
     let Some(values) = export_to else { return };
-    let mut seen = std::collections::HashSet::new();
+    // Entry (with `.` read as the own namespace) → the first index listing it.
+    let mut seen = std::collections::HashMap::new();
     for (i, v) in values.iter().enumerate() {
         let path = format!("spec.exportTo[{i}]");
         let none_ok = allow_none && v == "~";
@@ -202,8 +266,23 @@ pub fn check_export_to(export_to: Option<&Vec<String>>, allow_none: bool, out: &
                 format!("`{v}` is not {allowed} or a namespace name (a DNS-1123 label)"),
             );
         }
-        if !seen.insert(v.as_str()) {
-            out.error(EXPORT_TO, &path, format!("`{v}` is listed twice"));
+        let entry = if v == "." { namespace } else { v.as_str() };
+        match seen.get(entry) {
+            None => {
+                seen.insert(entry, i);
+            }
+            Some(&first) if values[first] == *v => {
+                out.error(EXPORT_TO, &path, format!("`{v}` is listed twice"));
+            }
+            Some(&first) => out.error(
+                EXPORT_TO,
+                &path,
+                format!(
+                    "`{v}` and `{}` (spec.exportTo[{first}]) both name this object's own \
+                     namespace `{namespace}`; list it once",
+                    values[first]
+                ),
+            ),
         }
     }
     if allow_none && values.len() > 1 && values.iter().any(|v| v == "~") {
@@ -533,30 +612,102 @@ mod tests {
     #[test]
     fn export_to_rejects_star_with_others_and_bad_names() {
         let mut out = Findings::default();
-        check_export_to(Some(&vec!["*".into(), "ns1".into()]), false, &mut out);
+        check_export_to(Some(&vec!["*".into(), "ns1".into()]), "ns", false, &mut out);
         assert_eq!(out.0.len(), 1);
         assert_eq!(out.0[0].path, "spec.exportTo");
         let mut out = Findings::default();
-        check_export_to(Some(&vec![".".into(), "Bad_NS".into()]), false, &mut out);
+        check_export_to(
+            Some(&vec![".".into(), "Bad_NS".into()]),
+            "ns",
+            false,
+            &mut out,
+        );
         assert_eq!(out.0.len(), 1);
         assert_eq!(out.0[0].path, "spec.exportTo[1]");
         assert!(out.0[0].message.contains("`Bad_NS`"));
         let mut out = Findings::default();
         check_export_to(
             Some(&vec![".".into(), "istio-system".into()]),
+            "ns",
             false,
             &mut out,
         );
         assert!(out.0.is_empty());
         let mut out = Findings::default();
-        check_export_to(Some(&vec!["~".into()]), false, &mut out);
+        check_export_to(Some(&vec!["~".into()]), "ns", false, &mut out);
         assert_eq!(out.0.len(), 1, "`~` is for ServiceEntries only");
         let mut out = Findings::default();
-        check_export_to(Some(&vec!["~".into()]), true, &mut out);
+        check_export_to(Some(&vec!["~".into()]), "ns", true, &mut out);
         assert!(out.0.is_empty());
-        check_export_to(Some(&vec!["~".into(), ".".into()]), true, &mut out);
+        check_export_to(Some(&vec!["~".into(), ".".into()]), "ns", true, &mut out);
         assert_eq!(out.0.len(), 1);
         assert!(out.0[0].message.contains("`~`"));
+    }
+
+    #[test]
+    fn export_to_dot_and_the_own_namespace_are_one_entry() {
+        let mut out = Findings::default();
+        check_export_to(
+            Some(&vec![".".into(), "shop".into(), "other".into()]),
+            "shop",
+            false,
+            &mut out,
+        );
+        assert_eq!(out.0.len(), 1, "{:?}", out.0);
+        assert_eq!(out.0[0].path, "spec.exportTo[1]");
+        assert!(
+            out.0[0]
+                .message
+                .contains("`shop` and `.` (spec.exportTo[0])")
+                && out.0[0].message.contains("own namespace `shop`"),
+            "{}",
+            out.0[0].message
+        );
+        // The other order, and another namespace's name is no duplicate.
+        let mut out = Findings::default();
+        check_export_to(
+            Some(&vec!["shop".into(), ".".into()]),
+            "shop",
+            false,
+            &mut out,
+        );
+        assert_eq!(out.0.len(), 1);
+        assert_eq!(out.0[0].path, "spec.exportTo[1]");
+        let mut out = Findings::default();
+        check_export_to(
+            Some(&vec![".".into(), "shop".into()]),
+            "other",
+            false,
+            &mut out,
+        );
+        assert!(out.0.is_empty());
+    }
+
+    #[test]
+    fn label_keys_and_values_follow_kubernetes_rules() {
+        for good in ["version", "app.kubernetes.io/name", "a_b.c-d", "x/y", "V1"] {
+            assert_eq!(label_key_problem(good), None, "{good}");
+        }
+        let problem = |key: &str| label_key_problem(key).unwrap_or_default();
+        assert!(
+            problem("-app").contains("begin and end"),
+            "{}",
+            problem("-app")
+        );
+        assert!(problem("app name").contains("contains ` `"));
+        assert!(problem(&"a".repeat(64)).contains("64 characters long"));
+        assert!(problem("Example.com/app").contains("prefix `Example.com`"));
+        assert!(problem("/app").contains("prefix ``"));
+        assert!(problem("example.com/").contains("name part is empty"));
+        assert!(problem("").contains("name part is empty"));
+        assert_eq!(label_value_problem("version", ""), None);
+        assert_eq!(label_value_problem("version", "v1.2_beta-3"), None);
+        let value = label_value_problem("version", "v1/2").unwrap_or_default();
+        assert!(
+            value.contains("value `v1/2` of label `version` contains `/`"),
+            "{value}"
+        );
+        assert!(label_value_problem("version", "v1-").is_some());
     }
 
     #[test]

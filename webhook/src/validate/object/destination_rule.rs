@@ -17,7 +17,8 @@ pub const CLIENT_TLS: &str = "MK0132";
 pub const PORT_LEVEL: &str = "MK0133";
 pub const POLICY_SHAPE: &str = "MK0134";
 
-pub fn validate(spec: &DestinationRuleSpec, out: &mut Findings) {
+/// `namespace` is the rule's own (for `exportTo`).
+pub fn validate(spec: &DestinationRuleSpec, namespace: &str, out: &mut Findings) {
     match spec.host.as_deref() {
         None | Some("") => out.error(
             c::HOSTS_REQUIRED,
@@ -64,11 +65,48 @@ pub fn validate(spec: &DestinationRuleSpec, out: &mut Findings) {
                 "a subset needs at least one label to select its endpoints (e.g. `version: v1`)",
             );
         }
+        for (key, value) in subset.labels.iter().flatten() {
+            let problems = c::label_key_problem(key)
+                .into_iter()
+                .chain(c::label_value_problem(key, value));
+            for problem in problems {
+                out.error(
+                    SUBSET,
+                    format!("{path}.labels[{key}]"),
+                    format!("{problem}: a subset's labels select pods, so they follow Kubernetes label syntax"),
+                );
+            }
+        }
         if let Some(policy) = &subset.traffic_policy {
             check_traffic_policy(policy, &format!("{path}.trafficPolicy"), true, out);
         }
     }
-    c::check_export_to(spec.export_to.as_ref(), false, out);
+    c::check_export_to(spec.export_to.as_ref(), namespace, false, out);
+    if spec.workload_selector.is_some() {
+        check_selected_rule_export(spec.export_to.as_deref(), namespace, out);
+    }
+}
+
+/// A rule with a `workloadSelector` applies to workloads of its own
+/// namespace only, so Istio lets it be exported there alone: `exportTo`
+/// absent, `.` or the namespace's name.
+fn check_selected_rule_export(export_to: Option<&[String]>, namespace: &str, out: &mut Findings) {
+    let Some(values) = export_to.filter(|v| !v.is_empty()) else {
+        return;
+    };
+    for (i, value) in values.iter().enumerate() {
+        if value != "." && value != namespace {
+            out.error(
+                c::EXPORT_TO,
+                format!("spec.exportTo[{i}]"),
+                format!(
+                    "`{value}`: a DestinationRule with a workloadSelector can only be exported \
+                     to its own namespace (`.` or `{namespace}`); remove the entry, or drop \
+                     spec.workloadSelector to export the rule further"
+                ),
+            );
+        }
+    }
 }
 
 fn check_traffic_policy(p: &TrafficPolicy, path: &str, top_level: bool, out: &mut Findings) {
@@ -716,5 +754,78 @@ mod tests {
             "spec.trafficPolicy",
             "empty",
         );
+    }
+
+    #[test]
+    fn subset_labels_follow_kubernetes_label_syntax() {
+        let found = dr(json!({"host": "reviews", "subsets": [
+            {"name": "v1", "labels": {"version": "v1", "app.kubernetes.io/name": "reviews"}},
+            {"name": "v2", "labels": {"Bad Key": "x", "version": "v2/beta"}},
+            {"name": "v3", "labels": {"Example.com/app": "r"}}
+        ]}));
+        assert_finding(
+            &found,
+            SUBSET,
+            Severity::Error,
+            "spec.subsets[1].labels[Bad Key]",
+            "label key `Bad Key`: name part `Bad Key` contains ` `",
+        );
+        assert_finding(
+            &found,
+            SUBSET,
+            Severity::Error,
+            "spec.subsets[1].labels[version]",
+            "value `v2/beta` of label `version` contains `/`",
+        );
+        assert_finding(
+            &found,
+            SUBSET,
+            Severity::Error,
+            "spec.subsets[2].labels[Example.com/app]",
+            "prefix `Example.com` is not a DNS-1123 subdomain",
+        );
+        assert_eq!(found.len(), 3, "{found:#?}");
+    }
+
+    #[test]
+    fn export_to_dot_and_own_namespace_together_is_a_duplicate() {
+        let found = dr(json!({"host": "reviews", "exportTo": [".", "default"]}));
+        assert_finding(
+            &found,
+            c::EXPORT_TO,
+            Severity::Error,
+            "spec.exportTo[1]",
+            "both name this object's own namespace `default`",
+        );
+    }
+
+    #[test]
+    fn a_rule_with_a_workload_selector_is_exported_to_its_namespace_only() {
+        let selected = |export_to: Value| {
+            dr(json!({"host": "reviews", "exportTo": export_to,
+                      "workloadSelector": {"matchLabels": {"app": "productpage"}}}))
+        };
+        assert_no_errors(&selected(json!(["."])));
+        assert_no_errors(&selected(json!(["default"])));
+        assert_no_errors(&dr(json!({"host": "reviews",
+            "workloadSelector": {"matchLabels": {"app": "productpage"}}})));
+        assert_finding(
+            &selected(json!(["*"])),
+            c::EXPORT_TO,
+            Severity::Error,
+            "spec.exportTo[0]",
+            "can only be exported to its own namespace (`.` or `default`)",
+        );
+        let found = selected(json!([".", "other"]));
+        assert_finding(
+            &found,
+            c::EXPORT_TO,
+            Severity::Error,
+            "spec.exportTo[1]",
+            "`other`: a DestinationRule with a workloadSelector",
+        );
+        assert_eq!(found.len(), 1, "{found:#?}");
+        // Without a selector the same list is fine.
+        assert_no_errors(&dr(json!({"host": "reviews", "exportTo": [".", "other"]})));
     }
 }

@@ -14,8 +14,9 @@
 //!   retries, MK0115 fault, MK0116 mirror, MK0117 CORS, MK0118 redirect/
 //!   directResponse/rewrite, MK0119 TLS/TCP rules, MK0120 delegate rules,
 //!   MK0121 unreachable rule (W), MK0123 duplicate match (W), MK0124 gateway
-//!   reference (legacy form W).
-//! - DestinationRule: MK0130 subsets, MK0131 load balancer, MK0132 client TLS,
+//!   reference (legacy form W), MK0125 match gateway the VirtualService is
+//!   not bound to (W).
+//! - DestinationRule: MK0130 subsets (names, label syntax), MK0131 load balancer, MK0132 client TLS,
 //!   MK0133 port-level settings, MK0134 traffic policy shape (empty, tunnel).
 //! - Gateway: MK0140 servers/hosts, MK0141 server port, MK0142 server TLS.
 //! - ServiceEntry: MK0150 resolution vs endpoints, MK0151 ports, MK0152
@@ -48,13 +49,29 @@ pub fn validate(object: &NetworkingObject) -> Vec<Finding> {
     };
     common::check_metadata_name(name, &mut out);
     match object {
-        NetworkingObject::VirtualService(o) => virtual_service::validate(&o.spec, &mut out),
-        NetworkingObject::DestinationRule(o) => destination_rule::validate(&o.spec, &mut out),
+        NetworkingObject::VirtualService(o) => {
+            virtual_service::validate(&o.spec, namespace_of(&o.metadata), &mut out);
+        }
+        NetworkingObject::DestinationRule(o) => {
+            destination_rule::validate(&o.spec, namespace_of(&o.metadata), &mut out);
+        }
         NetworkingObject::Gateway(o) => gateway::validate(&o.spec, &mut out),
-        NetworkingObject::ServiceEntry(o) => service_entry::validate(&o.spec, &mut out),
+        NetworkingObject::ServiceEntry(o) => {
+            service_entry::validate(&o.spec, namespace_of(&o.metadata), &mut out);
+        }
         NetworkingObject::EnvoyFilter(_) | NetworkingObject::ProxyConfig(_) => {}
     }
     out.0
+}
+
+/// The object's namespace; `default` when its metadata names none, as
+/// kubectl assumes (the server fills it from the request beforehand).
+fn namespace_of(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ const PROTOCOLS: &[&str] = &[
     "UDP",
 ];
 
-pub fn validate(spec: &ServiceEntrySpec, out: &mut Findings) {
+pub fn validate(spec: &ServiceEntrySpec, namespace: &str, out: &mut Findings) {
     let hosts = spec.hosts.as_deref().unwrap_or_default();
     if hosts.is_empty() {
         out.error(
@@ -72,7 +72,7 @@ pub fn validate(spec: &ServiceEntrySpec, out: &mut Findings) {
             out,
         );
     }
-    c::check_export_to(spec.export_to.as_ref(), true, out);
+    c::check_export_to(spec.export_to.as_ref(), namespace, true, out);
 }
 
 /// Checks the service ports and returns their names.

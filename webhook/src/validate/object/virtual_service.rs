@@ -26,6 +26,7 @@ pub const DELEGATE: &str = "MK0120";
 pub const UNREACHABLE: &str = "MK0121";
 pub const DUPLICATE_MATCH: &str = "MK0123";
 pub const GATEWAY_REF: &str = "MK0124";
+pub const MATCH_GATEWAY_UNBOUND: &str = "MK0125";
 
 const MAX_DIRECT_RESPONSE_BODY: usize = 1 << 20;
 const LARGE_DIRECT_RESPONSE_BODY: usize = 100 << 10;
@@ -76,7 +77,9 @@ const CORS_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "*",
 ];
 
-pub fn validate(spec: &VirtualServiceSpec, out: &mut Findings) {
+/// `namespace` is the VirtualService's own (short gateway names resolve
+/// against it).
+pub fn validate(spec: &VirtualServiceSpec, namespace: &str, out: &mut Findings) {
     let hosts = spec.hosts.as_deref().unwrap_or_default();
     let gateways = spec.gateways.as_deref().unwrap_or_default();
     let http = spec.http.as_deref().unwrap_or_default();
@@ -105,7 +108,7 @@ pub fn validate(spec: &VirtualServiceSpec, out: &mut Findings) {
     }
     check_hosts(hosts, gateways, out);
     check_gateway_refs(gateways, "spec.gateways", out);
-    c::check_export_to(spec.export_to.as_ref(), false, out);
+    c::check_export_to(spec.export_to.as_ref(), namespace, false, out);
 
     for (i, rule) in http.iter().enumerate() {
         check_http_route(rule, &format!("spec.http[{i}]"), is_delegate, out);
@@ -120,6 +123,101 @@ pub fn validate(spec: &VirtualServiceSpec, out: &mut Findings) {
             check_l4_match(m, &format!("{path}.match[{j}]"), out);
         }
         check_l4_routes(rule.route.as_deref(), &path, "TCP", out);
+    }
+    warn_match_gateways_not_bound(spec, namespace, out);
+}
+
+/// A gateway reference in the one spelling Istio resolves every form to:
+/// `mesh` or `namespace/name`. Short names live in the VirtualService's
+/// namespace; `name.namespace[.svc.<domain>]` is the legacy form.
+fn canonical_gateway(reference: &str, namespace: &str) -> String {
+    if reference == "mesh" || reference.contains('/') {
+        return reference.to_owned();
+    }
+    match reference.split_once('.') {
+        Some((name, rest)) => {
+            let gateway_namespace = rest.split('.').next().unwrap_or(rest);
+            format!("{gateway_namespace}/{name}")
+        }
+        None => format!("{namespace}/{reference}"),
+    }
+}
+
+/// Istio binds a VirtualService only to the gateways of its top-level
+/// `gateways` (`mesh` when empty); a match's `gateways` then narrows where
+/// each rule applies. A match naming a gateway outside that list can never
+/// apply there: Istio accepts it, so it is a warning, with the fix.
+fn warn_match_gateways_not_bound(spec: &VirtualServiceSpec, namespace: &str, out: &mut Findings) {
+    let top_level = spec.gateways.as_deref().unwrap_or_default();
+    let bound: Vec<String> = if top_level.is_empty() {
+        vec!["mesh".to_owned()]
+    } else {
+        top_level
+            .iter()
+            .map(|g| canonical_gateway(g, namespace))
+            .collect()
+    };
+    let shown = if top_level.is_empty() {
+        "no spec.gateways, so only `mesh` (the sidecars)".to_owned()
+    } else {
+        format!("spec.gateways [{}]", top_level.join(", "))
+    };
+    let http = spec
+        .http
+        .iter()
+        .flatten()
+        .enumerate()
+        .flat_map(|(i, rule)| {
+            rule.r#match
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(move |(j, m)| {
+                    (
+                        format!("spec.http[{i}].match[{j}].gateways"),
+                        m.gateways.as_deref(),
+                    )
+                })
+        });
+    let tls = spec.tls.iter().flatten().enumerate().flat_map(|(i, rule)| {
+        rule.r#match
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(move |(j, m)| {
+                (
+                    format!("spec.tls[{i}].match[{j}].gateways"),
+                    m.gateways.as_deref(),
+                )
+            })
+    });
+    let tcp = spec.tcp.iter().flatten().enumerate().flat_map(|(i, rule)| {
+        rule.r#match
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(move |(j, m)| {
+                (
+                    format!("spec.tcp[{i}].match[{j}].gateways"),
+                    m.gateways.as_deref(),
+                )
+            })
+    });
+    for (path, gateways) in http.chain(tls).chain(tcp) {
+        for (k, gateway) in gateways.unwrap_or_default().iter().enumerate() {
+            if bound.contains(&canonical_gateway(gateway, namespace)) {
+                continue;
+            }
+            out.warning(
+                MATCH_GATEWAY_UNBOUND,
+                format!("{path}[{k}]"),
+                format!(
+                    "gateway `{gateway}` is not one this VirtualService is bound to ({shown}), \
+                     so this match never applies there; add `{gateway}` to spec.gateways or \
+                     remove it from the match"
+                ),
+            );
+        }
     }
 }
 
@@ -1692,5 +1790,61 @@ mod tests {
         assert_no_errors(&vs(json!({"hosts": ["*.example.com"], "gateways": ["gw"],
             "tls": [{"match": [{"sniHosts": ["a.example.com"], "port": 443}], "route": [to("a")]}],
             "tcp": [{"match": [{"port": 27017, "sourceSubnet": "10.0.0.0/8"}], "route": [to("mongo")]}]})));
+    }
+
+    #[test]
+    fn a_match_gateway_the_virtual_service_is_not_bound_to_is_a_warning() {
+        let found = vs(
+            json!({"hosts": ["reviews"], "gateways": ["ingress", "istio-system/edge"],
+            "http": [
+                {"match": [{"gateways": ["ingress", "default/ingress", "ingress.default"]}],
+                 "route": [to("reviews")]},
+                {"match": [{"gateways": ["mesh"]}, {"gateways": ["istio-system/edge", "other"]}],
+                 "route": [to("reviews")]}
+            ]}),
+        );
+        assert_finding(
+            &found,
+            MATCH_GATEWAY_UNBOUND,
+            Severity::Warning,
+            "spec.http[1].match[0].gateways[0]",
+            "gateway `mesh` is not one this VirtualService is bound to (spec.gateways [ingress, istio-system/edge])",
+        );
+        assert_finding(
+            &found,
+            MATCH_GATEWAY_UNBOUND,
+            Severity::Warning,
+            "spec.http[1].match[1].gateways[1]",
+            "add `other` to spec.gateways or remove it from the match",
+        );
+        let unbound = found
+            .iter()
+            .filter(|f| f.code == MATCH_GATEWAY_UNBOUND)
+            .count();
+        assert_eq!(
+            unbound, 2,
+            "the other spellings name bound gateways: {found:#?}"
+        );
+    }
+
+    #[test]
+    fn without_top_level_gateways_only_mesh_matches_apply() {
+        let found = vs(json!({"hosts": ["reviews"],
+            "http": [{"match": [{"gateways": ["mesh"]}], "route": [to("reviews")]}],
+            "tcp": [{"match": [{"gateways": ["ingress"]}], "route": [to("reviews")]}]}));
+        assert_finding(
+            &found,
+            MATCH_GATEWAY_UNBOUND,
+            Severity::Warning,
+            "spec.tcp[0].match[0].gateways[0]",
+            "no spec.gateways, so only `mesh`",
+        );
+        assert_eq!(
+            found
+                .iter()
+                .filter(|f| f.code == MATCH_GATEWAY_UNBOUND)
+                .count(),
+            1
+        );
     }
 }
