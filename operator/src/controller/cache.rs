@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -22,7 +23,10 @@ use tokio::sync::Notify;
 use crate::install::owned_kinds;
 use crate::names::{MANAGED_BY, MANAGED_BY_LABEL};
 use meshkeeper_webhook::inject::names::PROXY_CONFIG_MAP;
-use meshkeeper_webhook::inject::names::PROXY_VERSION_LABEL;
+use meshkeeper_webhook::inject::names::{INJECTION, PROXY_VERSION_LABEL, REVISION, STATUS};
+
+use super::apply::HASH_ANNOTATION;
+use crate::revisions::usage::PodInfo;
 
 /// Wakes a loop. Many events between two passes make one pass.
 #[derive(Clone, Default)]
@@ -43,7 +47,7 @@ pub struct Caches {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Injected pods only (label `meshkeeper.io/proxy-version`), stripped to
     /// metadata and phase.
-    pub pods: Store<Pod>,
+    pub pods: Store<PartialObjectMeta<Pod>>,
     pub proxy_configs: Store<DynamicObject>,
     /// The `meshkeeper-proxy` ConfigMaps the operator wrote.
     pub proxy_config_maps: Store<PartialObjectMeta<ConfigMap>>,
@@ -79,6 +83,7 @@ impl Caches {
         let namespaces = watch_metadata::<Namespace>(
             Api::all(client.clone()),
             Config::default(),
+            vec![INJECTION.to_owned(), REVISION.to_owned()],
             triggers.all(),
         );
         let proxy_config_maps = watch_metadata::<ConfigMap>(
@@ -86,6 +91,7 @@ impl Caches {
             Config::default()
                 .labels(&managed)
                 .fields(&format!("metadata.name={PROXY_CONFIG_MAP}")),
+            Vec::new(),
             vec![triggers.proxy.clone()],
         );
         let pods = watch_pods(client, vec![triggers.mesh.clone()]);
@@ -178,6 +184,7 @@ fn watch_dynamic(
 fn watch_metadata<K>(
     api: Api<PartialObjectMeta<K>>,
     config: Config,
+    keep_labels: Vec<String>,
     wakes: Vec<Arc<Notify>>,
 ) -> Store<PartialObjectMeta<K>>
 where
@@ -190,9 +197,12 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher::watcher(api, config)
-        .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<K>| o.managed_fields_mut().clear());
+    let stream = watcher::watcher(api, config).default_backoff().modify(
+        move |o: &mut PartialObjectMeta<K>| {
+            let labels: Vec<&str> = keep_labels.iter().map(String::as_str).collect();
+            keep_only(&mut o.metadata, &labels, &[HASH_ANNOTATION]);
+        },
+    );
     spawn_events(reflector::reflector(writer, stream), wakes);
     reader
 }
@@ -205,31 +215,43 @@ fn watch_owned(
 ) -> Store<PartialObjectMeta<DynamicObject>> {
     let writer = reflector::store::Writer::new(resource);
     let reader = writer.as_reader();
-    let stream = watcher::watcher(api, config)
-        .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<DynamicObject>| o.managed_fields_mut().clear());
+    let stream = watcher::watcher(api, config).default_backoff().modify(
+        |o: &mut PartialObjectMeta<DynamicObject>| {
+            keep_only(&mut o.metadata, &[], &[HASH_ANNOTATION]);
+        },
+    );
     spawn_events(reflector::reflector(writer, stream), vec![wake_on]);
     reader
 }
 
-/// Injected pods with only what in-use and outdated-proxy accounting
-/// needs: metadata (labels, owner references, deletion) and the phase.
-fn watch_pods(client: &kube::Client, wakes: Vec<Arc<Notify>>) -> Store<Pod> {
+/// Injected pods that have not terminated (the API server filters on the
+/// phase), metadata only, with just the labels and the annotation that
+/// in-use and outdated-proxy accounting read: ten thousand pods then cost a
+/// few megabytes.
+fn watch_pods(client: &kube::Client, wakes: Vec<Arc<Notify>>) -> Store<PartialObjectMeta<Pod>> {
     let (reader, writer) = reflector::store();
-    let config = Config::default().labels(PROXY_VERSION_LABEL);
-    let stream = watcher::watcher(Api::<Pod>::all(client.clone()), config)
+    let config = Config::default()
+        .labels(PROXY_VERSION_LABEL)
+        .fields("status.phase!=Succeeded,status.phase!=Failed");
+    let stream = watcher::watcher(Api::<PartialObjectMeta<Pod>>::all(client.clone()), config)
         .default_backoff()
-        .modify(|pod: &mut Pod| {
-            pod.managed_fields_mut().clear();
-            pod.spec = None;
-            let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
-            pod.status = Some(PodStatus {
-                phase,
-                ..PodStatus::default()
-            });
+        .modify(|pod: &mut PartialObjectMeta<Pod>| {
+            keep_only(&mut pod.metadata, &PodInfo::LABELS, &[STATUS]);
         });
     spawn_events(reflector::reflector(writer, stream), wakes);
     reader
+}
+
+/// Drops managed fields and every label and annotation not listed, so the
+/// caches hold only what the operator reads.
+fn keep_only(meta: &mut ObjectMeta, labels: &[&str], annotations: &[&str]) {
+    meta.managed_fields = None;
+    if let Some(map) = meta.labels.as_mut() {
+        map.retain(|key, _| labels.contains(&key.as_str()));
+    }
+    if let Some(map) = meta.annotations.as_mut() {
+        map.retain(|key, _| annotations.contains(&key.as_str()));
+    }
 }
 
 fn spawn_events<S, T>(stream: S, wakes: Vec<Arc<Notify>>)

@@ -515,12 +515,9 @@ fn pod_infos(ctx: &Context) -> Vec<PodInfo> {
         .pods
         .state()
         .iter()
-        .map(|pod| {
-            PodInfo::from_metadata(
-                &pod.metadata,
-                pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            )
-        })
+        // The cache holds only pods that have not terminated (the watch
+        // filters on the phase), so every one of them is running or pending.
+        .map(|pod| PodInfo::from_metadata(&pod.metadata, None))
         .collect()
 }
 

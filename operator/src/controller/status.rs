@@ -245,7 +245,7 @@ pub async fn write_revision(
     };
     status.conditions = Some(conditions);
     status.observed_generation = generation;
-    status.in_use_namespaces = (!namespaces.is_empty()).then_some(namespaces);
+    status.in_use_namespaces = Some(namespaces); // [] not None: a merge patch omits None, leaving the old list
     status.last_used_time = last_used;
     if status != current {
         Api::<MeshRevision>::all(ctx.client.clone())

@@ -64,6 +64,10 @@ const KEPT_LABELS: [&str; 3] = [
 ];
 
 impl PodInfo {
+    /// The pod labels [`PodInfo::from_metadata`] reads (a cache may drop
+    /// the others).
+    pub const LABELS: [&'static str; 3] = KEPT_LABELS;
+
     /// The pod as seen by a metadata-only watch (`phase` when the caller
     /// has it). A malformed status annotation is dropped: the labels are
     /// what the rules read first.
