@@ -108,7 +108,10 @@ pub struct UpdateStrategy {
 #[serde(rename_all = "camelCase")]
 pub struct RevisionTag {
     /// The value namespaces put in `istio.io/rev`.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"), length(max = 63))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"),
+        length(max = 63)
+    )]
     pub name: String,
     /// The MeshRevision the tag points at; absent means the active revision,
     /// so the tag follows upgrades.
@@ -274,7 +277,9 @@ pub struct CertificateSettings {
     /// `namespace/name` of the cert-manager Certificate whose CA cert-manager
     /// injects into the webhook configurations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    ))]
     #[schemars(length(max = 317))]
     pub cert_manager_certificate: Option<String>,
 }
