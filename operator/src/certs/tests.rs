@@ -76,12 +76,22 @@ fn a_new_ca_is_a_p256_ca_named_meshkeeper_ca_for_its_lifetime() {
     assert!(cert.not_before() < now());
     assert!(cert.is_issued_by(cert), "self-signed");
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
-    let created = now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    assert_eq!(parsed.subject().to_string(), format!("CN=meshkeeper CA {created}"));
+    let created = now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(
+        parsed.subject().to_string(),
+        format!("CN=meshkeeper CA {created}")
+    );
     let later = new_authority(now() + Duration::from_secs(60), DEFAULT_CA_LIFETIME).unwrap();
     assert_ne!(later.cert().der(), cert.der());
     let (_, later) = x509_parser::parse_x509_certificate(later.cert().der()).unwrap();
-    assert_ne!(later.subject(), parsed.subject(), "each CA has its own name");
+    assert_ne!(
+        later.subject(),
+        parsed.subject(),
+        "each CA has its own name"
+    );
     assert_eq!(
         parsed
             .public_key()

@@ -140,7 +140,11 @@ fn owned_kinds_cover_every_object_with_its_scope() {
     }
     // The eight kinds built here, plus the Secrets the controller writes.
     assert_eq!(kinds.len(), 9);
-    assert!(kinds.iter().any(|(api, namespaced)| api.kind == "Secret" && *namespaced));
+    assert!(
+        kinds
+            .iter()
+            .any(|(api, namespaced)| api.kind == "Secret" && *namespaced)
+    );
 }
 
 #[test]
