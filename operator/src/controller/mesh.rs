@@ -591,7 +591,16 @@ async fn bookkeeping(
 
     let update = strategy.and_then(|s| s.update_workloads).unwrap_or(false);
     if update {
-        let restarting = super::workloads::restart_outdated(ctx, mesh, &versions, &pods).await?;
+        let namespace_revisions: BTreeMap<String, String> = namespace_infos(ctx)
+            .iter()
+            .filter_map(|ns| {
+                usage::namespace_revision(&ns.labels, view)
+                    .map(|target| (ns.name.clone(), target.revision.to_owned()))
+            })
+            .collect();
+        let restarting =
+            super::workloads::restart_outdated(ctx, mesh, &versions, &namespace_revisions, &pods)
+                .await?;
         if restarting {
             recheck = Some(recheck.map_or(Duration::from_secs(5), |r: Duration| {
                 r.min(Duration::from_secs(5))

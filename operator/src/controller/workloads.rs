@@ -1,5 +1,7 @@
 //! `updateWorkloads`: restart the Deployments, StatefulSets and DaemonSets
-//! whose pods run an outdated proxy, a bounded number at a time. A workload
+//! whose pods run an outdated proxy (an older version than their revision's,
+//! or a revision their namespace no longer selects), a bounded number at a
+//! time. A workload
 //! counts as still rolling while any of its pods is outdated, so it takes a
 //! slot until its new pods replaced the old ones.
 
@@ -12,7 +14,7 @@ use meshkeeper_crds::meshkeeper::mesh::Mesh;
 
 use super::Context;
 use super::mesh::MeshError;
-use crate::revisions::outdated::outdated_pods;
+use crate::revisions::outdated::{on_other_revision, outdated_pods};
 use crate::revisions::restarts::{self, Workload, WorkloadKind};
 use crate::revisions::usage::PodInfo;
 
@@ -22,9 +24,17 @@ pub async fn restart_outdated(
     ctx: &Context,
     mesh: &Mesh,
     versions: &BTreeMap<String, String>,
+    namespace_revisions: &BTreeMap<String, String>,
     pods: &[PodInfo],
 ) -> Result<bool, MeshError> {
-    let outdated = outdated_pods(versions, pods);
+    // Outdated: an older proxy than the revision's, or a revision the
+    // namespace no longer selects (a canary move).
+    let mut outdated = outdated_pods(versions, pods);
+    for pod in on_other_revision(namespace_revisions, pods) {
+        if !outdated.iter().any(|p| std::ptr::eq(*p, pod)) {
+            outdated.push(pod);
+        }
+    }
     let with_outdated: BTreeSet<Workload> = outdated
         .iter()
         .filter_map(|p| restarts::workload_of(p))

@@ -86,6 +86,23 @@ pub fn outdated_proxies(
     counts
 }
 
+/// Pods injected by another revision than the one their namespace selects
+/// now (`namespace_revisions`: namespace → revision, for namespaces with
+/// injection on): after a namespace is relabelled to a new revision, its
+/// running pods still carry the old proxy until their workload restarts.
+pub fn on_other_revision<'a>(
+    namespace_revisions: &BTreeMap<String, String>,
+    pods: &'a [PodInfo],
+) -> Vec<&'a PodInfo> {
+    pods.iter()
+        .filter(|pod| !pod.is_terminated())
+        .filter(|pod| {
+            let wanted = namespace_revisions.get(&pod.namespace);
+            matches!((pod.injected_by(), wanted), (Some(has), Some(wants)) if has != wants)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +220,34 @@ mod tests {
                 .map(|s| s.version.as_str()),
             Some("")
         );
+    }
+
+    #[test]
+    fn pods_of_a_relabelled_namespace_are_on_another_revision() {
+        let mut moved = PodInfo {
+            namespace: "shop".into(),
+            name: "old".into(),
+            ..PodInfo::default()
+        };
+        moved
+            .labels
+            .insert(inject_names::INJECTED_REVISION_LABEL.into(), "r1".into());
+        moved
+            .labels
+            .insert(inject_names::PROXY_VERSION_LABEL.into(), "1.0.0".into());
+        let mut current = moved.clone();
+        current.name = "new".into();
+        current
+            .labels
+            .insert(inject_names::INJECTED_REVISION_LABEL.into(), "r2".into());
+        let mut elsewhere = moved.clone();
+        elsewhere.namespace = "left-the-mesh".into();
+        let namespaces = BTreeMap::from([("shop".to_owned(), "r2".to_owned())]);
+        let pods = [moved, current, elsewhere];
+        let names: Vec<&str> = on_other_revision(&namespaces, &pods)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["old"]);
     }
 }
