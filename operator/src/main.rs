@@ -1,20 +1,14 @@
 //! `meshkeeper-operator`: turns the Mesh into a running mesh installation
 //! and keeps every injected namespace's proxy configuration current.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use meshkeeper_operator::controller::{self, Options, http, leader::LeaseSettings};
 use meshkeeper_operator::install::Images;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
+use meshkeeper_webhook::process::{LogFormat, init_logging, parse_duration, shutdown_signal};
 
 /// meshkeeper's operator.
 #[derive(Debug, Parser)]
@@ -45,46 +39,23 @@ struct Args {
     #[arg(long, default_value = "IfNotPresent")]
     image_pull_policy: String,
     /// Lifetime of the operator's own CA (rotated at two thirds).
-    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    #[arg(long, default_value = "8760h", value_parser = positive_duration)]
     ca_lifetime: Duration,
     /// Lifetime of webhook serving certificates (renewed at two thirds).
-    #[arg(long, default_value = "2160h", value_parser = parse_duration)]
+    #[arg(long, default_value = "2160h", value_parser = positive_duration)]
     serving_cert_lifetime: Duration,
     /// A full reconcile pass runs at least this often.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = positive_duration)]
     resync: Duration,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
 }
 
-/// Reads `90s`, `5m`, `2h`, `500ms` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration (expected e.g. 500ms, 90s, 5m, 2h)");
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(bad()),
-    };
-    if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+/// A duration above zero: a lifetime or resync period of zero makes no sense.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!("{text:?} must be longer than zero")),
+        d => Ok(d),
     }
 }
 
@@ -139,21 +110,9 @@ async fn main() -> anyhow::Result<()> {
             result.context("the operator stopped")?;
         }
         signal = shutdown_signal() => {
-            signal?;
+            signal.context("installing the signal handlers")?;
             tracing::info!("shutting down");
         }
-    }
-    Ok(())
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
     }
     Ok(())
 }
@@ -163,15 +122,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_or_say_what_is_expected() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        let err = parse_duration("soon").unwrap_err();
-        assert!(err.contains("soon") && err.contains("5m"), "{err}");
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("3d").is_err());
+    fn flags_have_the_documented_defaults_and_refuse_zero_durations() {
+        let args = Args::try_parse_from(["meshkeeper-operator"]).unwrap();
+        assert_eq!(args.namespace, "meshkeeper-system");
+        assert_eq!(args.resync, Duration::from_secs(300));
+        assert_eq!(
+            args.serving_cert_lifetime,
+            Duration::from_secs(90 * 24 * 3600)
+        );
+        assert!(!args.no_leader_election);
+        let err = Args::try_parse_from(["meshkeeper-operator", "--resync", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("longer than zero"), "{err}");
     }
 }

@@ -1,22 +1,16 @@
 //! `meshkeeper-webhook`: the sidecar injector of one mesh revision.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use meshkeeper_webhook::inject::{DEFAULT_INIT_IMAGE, DEFAULT_PROXY_IMAGE};
+use meshkeeper_webhook::process::{LogFormat, init_logging, parse_duration, shutdown_signal};
 use meshkeeper_webhook::server::{self, CertFiles, ServerOptions, State, StateOptions};
 use tokio::net::TcpListener;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// meshkeeper's sidecar injection webhook for one mesh revision.
 #[derive(Debug, Parser)]
@@ -44,38 +38,13 @@ struct Args {
     #[arg(long, default_value = DEFAULT_PROXY_IMAGE)]
     proxy_image: String,
     /// How often the certificate files are checked for changes.
-    #[arg(long, default_value = "2s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     cert_reload_interval: Duration,
     /// How long in-flight requests may take after SIGTERM.
-    #[arg(long, default_value = "20s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
     shutdown_grace_period: Duration,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
-}
-
-/// Reads `2s`, `500ms` or a bare number of seconds.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration (expected e.g. 2s, 500ms or 2)");
-    if let Some(ms) = text.strip_suffix("ms") {
-        return ms.parse().map(Duration::from_millis).map_err(|_| bad());
-    }
-    let secs = text.strip_suffix('s').unwrap_or(text);
-    secs.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(bad)
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        // Colours only for a person at a terminal, not for a log collector.
-        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
-    }
 }
 
 #[tokio::main]
@@ -132,7 +101,9 @@ async fn main() -> anyhow::Result<()> {
         "serving"
     );
 
-    shutdown_signal().await?;
+    shutdown_signal()
+        .await
+        .context("installing the signal handlers")?;
     tracing::info!("shutting down");
     revision_watch.abort();
     proxy_config_watch.abort();
@@ -142,31 +113,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_or_say_what_is_expected() {
-        assert_eq!(parse_seconds("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_seconds("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
-        let err = parse_seconds("soon").unwrap_err();
-        assert!(err.contains("soon") && err.contains("500ms"), "{err}");
-        assert!(parse_seconds("-1s").is_err());
-    }
 
     #[test]
     fn flags_have_the_documented_defaults() {
