@@ -139,25 +139,8 @@ async fn write_failure(
     status.conditions = Some(conditions);
     status.observed_generation = generation;
     if status != current {
-        patch_mesh_status(ctx, &mesh.name_any(), &status).await?;
+        super::status::patch_status::<Mesh>(ctx, &mesh.name_any(), &status).await?;
     }
-    Ok(())
-}
-
-async fn patch_mesh_status(
-    ctx: &Context,
-    name: &str,
-    status: &MeshStatus,
-) -> Result<(), MeshError> {
-    Api::<Mesh>::all(ctx.client.clone())
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .map_err(kube_error(format!("writing the status of Mesh {name}")))?;
-    super::metrics::count_write("Mesh", "status");
     Ok(())
 }
 

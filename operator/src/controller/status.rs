@@ -171,18 +171,7 @@ pub async fn write(
     status.tags = (!tags.is_empty()).then_some(tags);
 
     if status != current {
-        Api::<Mesh>::all(ctx.client.clone())
-            .patch_status(
-                &mesh.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .map_err(|source| MeshError::Kube {
-                action: format!("writing the status of Mesh {}", mesh.name_any()),
-                source,
-            })?;
-        super::metrics::count_write("Mesh", "status");
+        patch_status::<Mesh>(ctx, &mesh.name_any(), &status).await?;
     }
     Ok(())
 }
@@ -248,18 +237,32 @@ pub async fn write_revision(
     status.in_use_namespaces = Some(namespaces); // [] not None: a merge patch omits None, leaving the old list
     status.last_used_time = last_used;
     if status != current {
-        Api::<MeshRevision>::all(ctx.client.clone())
-            .patch_status(
-                &revision.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .map_err(|source| MeshError::Kube {
-                action: format!("writing the status of MeshRevision {}", revision.name_any()),
-                source,
-            })?;
-        super::metrics::count_write("MeshRevision", "status");
+        patch_status::<MeshRevision>(ctx, &revision.name_any(), &status).await?;
     }
+    Ok(())
+}
+
+/// Writes the status subresource of a cluster-scoped object of kind `K`.
+pub async fn patch_status<K>(
+    ctx: &Context,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), MeshError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    Api::<K>::all(ctx.client.clone())
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .map_err(|source| MeshError::Kube {
+            action: format!("writing the status of {kind} {name}"),
+            source,
+        })?;
+    super::metrics::count_write(&kind, "status");
     Ok(())
 }
