@@ -201,3 +201,6 @@ impl ServedRevision {
         format!("https://{}", self.webhook.address)
     }
 }
+
+/// The operator as a local process, and the webhooks it installs (tests/operator.rs).
+pub mod operator;

@@ -168,7 +168,9 @@ pub async fn write(
     status.in_use_namespaces =
         Some(i32::try_from(bookkeeping.usage.injected_namespaces.len()).unwrap_or(i32::MAX));
     let tags = view.tag_statuses();
-    status.tags = (!tags.is_empty()).then_some(tags);
+    // Always present: a merge patch leaves out a `None`, which would keep
+    // removed tags in the status (and rewrite it on every pass).
+    status.tags = Some(tags);
 
     if status != current {
         patch_status::<Mesh>(ctx, &mesh.name_any(), &status).await?;
