@@ -892,3 +892,123 @@ async fn mesh_deletion_removes_everything() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Bad input: the CRD schema refuses an invalid version, an unknown
+/// strategy and duplicate tag names; a second Mesh is told only one is
+/// allowed; a tag naming no revision stops the pass with
+/// `Reconciled=False` and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_meshes_are_refused_or_reported() -> anyhow::Result<()> {
+    let _turn = SERIAL.lock().await;
+    let h = Harness::connect().await?;
+    let env = OperatorEnv::start(&h, "op-bad", &[]).await?;
+
+    for (spec, expected) in [
+        (json!({"version": "banana"}), "spec.version"),
+        (
+            json!({"version": "0.1.0", "updateStrategy": {"type": "BlueGreen"}}),
+            "spec.updateStrategy.type",
+        ),
+        (
+            json!({"version": "0.1.0", "revisionTags": [{"name": "prod"}, {"name": "prod"}]}),
+            "spec.revisionTags[1]",
+        ),
+        (
+            json!({"version": "0.1.0", "webhook": {"certificate": {"source": "Secret"}}}),
+            "secretName",
+        ),
+    ] {
+        // Through kubectl, as a person would: the typed client would refuse
+        // some of these before the API server sees them.
+        let manifest = json!({
+            "apiVersion": "meshkeeper.io/v1alpha1", "kind": "Mesh",
+            "metadata": {"name": MESH}, "spec": spec,
+        });
+        let err = h
+            .kubectl(&["create", "-f", "-"], Some(&manifest.to_string()))
+            .err()
+            .with_context(|| format!("the API server accepted an invalid Mesh: {spec}"))?;
+        ensure!(
+            format!("{err:#}").contains(expected),
+            "refusing {spec} should name {expected}: {err:#}"
+        );
+    }
+
+    let port = free_port()?;
+    env.create_mesh(mesh_spec(
+        "0.1.0",
+        port,
+        json!({"revisionTags": [{"name": "prod", "revision": "nowhere"}]}),
+    ))
+    .await?;
+    let mesh = env
+        .wait_mesh(
+            "Reconciled=False for the unknown tag target",
+            DEADLINE,
+            |mesh| {
+                condition(mesh, "Reconciled").is_some_and(|c| {
+                    c.status == "False"
+                        && c.reason == "InvalidRevisionTags"
+                        && c.message.contains("nowhere")
+                })
+            },
+        )
+        .await?;
+    let message = condition(&mesh, "Reconciled")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.contains("spec.revisionTags[0]"),
+        "the message names the field: {message}"
+    );
+    let revisions = Api::<MeshRevision>::all(h.client.clone());
+    ensure!(
+        revisions
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty(),
+        "a Mesh with a bad tag must not install anything"
+    );
+
+    // Fixed, it installs; a second Mesh is then told the first one rules.
+    env.meshes()
+        .patch(
+            MESH,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"revisionTags": null}})),
+        )
+        .await?;
+    env.wait_mesh("Reconciled=True once the tag is gone", DEADLINE, |mesh| {
+        condition_is(mesh, "Reconciled", "True") && observed_current(mesh)
+    })
+    .await?;
+    let second: Mesh = serde_json::from_value(json!({
+        "apiVersion": "meshkeeper.io/v1alpha1", "kind": "Mesh",
+        "metadata": {"name": "second"}, "spec": {"version": "0.1.0"}
+    }))?;
+    let meshes = env.meshes();
+    meshes.create(&PostParams::default(), &second).await?;
+    let reported = wait_until("the second Mesh's status", DEADLINE, || async {
+        let second = meshes.get("second").await?;
+        Ok(condition(&second, "Reconciled")
+            .filter(|c| c.status == "False" && c.reason == "OnlyOneMeshAllowed")
+            .map(|c| c.message.clone()))
+    })
+    .await;
+    meshes.delete("second", &DeleteParams::default()).await?;
+    let message = env.explain(reported)?;
+    ensure!(
+        message.contains("\"default\"") && message.contains("delete Mesh \"second\""),
+        "the message says which Mesh rules and what to do: {message}"
+    );
+    let owned = Api::<MutatingWebhookConfiguration>::all(h.client.clone())
+        .list(&ListParams::default().labels(MANAGED_BY_SELECTOR))
+        .await?;
+    ensure!(
+        owned.items.iter().all(|m| !m.name_any().contains("second")),
+        "the second Mesh installed something"
+    );
+    env.delete_mesh().await?;
+    Ok(())
+}
