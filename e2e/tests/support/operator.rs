@@ -562,3 +562,25 @@ pub async fn wait_dry_run_pod(
     })
     .await
 }
+
+/// Starts `command` with its stdout and stderr captured into a [`Log`],
+/// for scenarios that start the binaries with arguments of their own
+/// choosing; the caller stops the child.
+pub fn spawn_logged(command: &mut Command) -> anyhow::Result<(Child, Log)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    let log = Log::default();
+    log.capture(&mut child, |_| {});
+    Ok((child, log))
+}
+
+/// What [`OperatorEnv`] removes on drop, for scenarios that run the
+/// operator another way: webhook configurations first, then the Mesh with
+/// its finalizer stripped, the revisions and their RBAC.
+pub fn remove_operator_leftovers(h: &Harness) {
+    remove_leftovers(h);
+}
