@@ -47,6 +47,10 @@ struct Args {
     /// A full reconcile pass runs at least this often.
     #[arg(long, default_value = "5m", value_parser = positive_duration)]
     resync: Duration,
+    /// ConfigMap in --namespace whose `mesh.yaml` (the Helm chart's Mesh)
+    /// is applied whenever it changes.
+    #[arg(long)]
+    mesh_values_config_map: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
 }
@@ -95,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
         }),
+        mesh_values: args.mesh_values_config_map,
         namespace: args.namespace,
         images: Images {
             webhook_repository: args.webhook_image_repository,

@@ -69,3 +69,8 @@ the operator's defaults apply to what is not set.
 {{- $_ := set $spec "webhook" $webhook -}}
 {{- toYaml $spec -}}
 {{- end -}}
+
+{{/* The ConfigMap holding the Mesh from mesh.* (templates/mesh.yaml). */}}
+{{- define "meshkeeper.meshValuesName" -}}
+meshkeeper-mesh-values
+{{- end }}

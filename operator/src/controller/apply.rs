@@ -181,12 +181,17 @@ impl Applier {
     }
 }
 
+/// SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The object with its hash annotation set, and the hash. The hash covers
 /// the object as desired (without the annotation), serialized with sorted
 /// keys, so equal objects hash equally across runs.
 pub fn with_hash(object: &Value) -> (Value, String) {
-    let digest = ring::digest::digest(&ring::digest::SHA256, object.to_string().as_bytes());
-    let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hash = sha256_hex(object.to_string().as_bytes());
     let mut object = object.clone();
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         let annotations = metadata

@@ -51,13 +51,20 @@ pub struct Caches {
     pub proxy_configs: Store<DynamicObject>,
     /// The `meshkeeper-proxy` ConfigMaps the operator wrote.
     pub proxy_config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// The Helm chart's Mesh values ConfigMap, when the operator has one.
+    pub mesh_values: Option<Store<ConfigMap>>,
     /// Everything else the operator owns, by kind.
     pub owned: Vec<(ApiResource, Store<PartialObjectMeta<DynamicObject>>)>,
 }
 
 impl Caches {
     /// Starts every watch; the stores fill in the background.
-    pub fn start(client: &kube::Client, operator_namespace: &str, triggers: &Triggers) -> Self {
+    pub fn start(
+        client: &kube::Client,
+        operator_namespace: &str,
+        mesh_values: Option<&str>,
+        triggers: &Triggers,
+    ) -> Self {
         let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
         let mesh_resource = ApiResource::erase::<Mesh>(&());
         let revision_resource = ApiResource::erase::<MeshRevision>(&());
@@ -112,7 +119,23 @@ impl Caches {
                 (resource, store)
             })
             .collect();
+        let mesh_values = mesh_values.map(|name| {
+            let (reader, writer) = reflector::store();
+            let config = Config::default().fields(&format!("metadata.name={name}"));
+            let stream = watcher::watcher(
+                Api::<ConfigMap>::namespaced(client.clone(), operator_namespace),
+                config,
+            )
+            .default_backoff()
+            .modify(|o: &mut ConfigMap| o.managed_fields_mut().clear());
+            spawn_events(
+                reflector::reflector(writer, stream),
+                vec![triggers.mesh.clone()],
+            );
+            reader
+        });
         Self {
+            mesh_values,
             meshes,
             revisions,
             namespaces,
@@ -132,6 +155,9 @@ impl Caches {
         self.pods.wait_until_ready().await?;
         self.proxy_configs.wait_until_ready().await?;
         self.proxy_config_maps.wait_until_ready().await?;
+        if let Some(store) = &self.mesh_values {
+            store.wait_until_ready().await?;
+        }
         for (_, store) in &self.owned {
             store.wait_until_ready().await?;
         }
@@ -151,6 +177,15 @@ impl Caches {
             key = key.within(namespace);
         }
         store.get(&key)
+    }
+
+    /// The chart's Mesh values ConfigMap `name`, if cached.
+    pub fn mesh_values(&self, name: &str) -> Option<Arc<ConfigMap>> {
+        let store = self.mesh_values.as_ref()?;
+        store
+            .state()
+            .into_iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
     }
 
     /// The cached metadata of the `meshkeeper-proxy` ConfigMap of `namespace`.

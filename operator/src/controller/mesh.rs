@@ -52,6 +52,7 @@ fn kube_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> MeshErro
 
 /// One pass over the Mesh. Returns when to look again at the latest.
 pub async fn reconcile(ctx: Arc<Context>) -> Result<Option<Duration>, MeshError> {
+    super::values::apply(&ctx).await?;
     let meshes = meshes_oldest_first(&ctx);
     let Some((primary, extras)) = meshes.split_first() else {
         return Ok(None);
@@ -79,11 +80,21 @@ pub async fn reconcile(ctx: Arc<Context>) -> Result<Option<Duration>, MeshError>
 /// The cached Meshes, oldest first: the oldest is the one in charge.
 fn meshes_oldest_first(ctx: &Context) -> Vec<Arc<DynamicObject>> {
     let mut meshes = ctx.caches.meshes.state();
+    meshes.retain(|m| !is_placeholder(m));
     meshes.sort_by(|a, b| {
         (a.creation_timestamp().map(|t| t.0), a.name_any())
             .cmp(&(b.creation_timestamp().map(|t| t.0), b.name_any()))
     });
     meshes
+}
+
+/// Annotation marking a Mesh the operator must leave alone: the chart's
+/// pre-delete hook creates one only so that Helm deletes the real Mesh (and
+/// waits for it) before it removes the operator.
+pub const PLACEHOLDER_ANNOTATION: &str = "meshkeeper.io/placeholder";
+
+fn is_placeholder(mesh: &DynamicObject) -> bool {
+    mesh.annotations().get(PLACEHOLDER_ANNOTATION).map(String::as_str) == Some("true")
 }
 
 /// The Mesh in charge, parsed; `None` when there is none.

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod readiness;
 pub mod status;
+pub mod values;
 pub mod workloads;
 
 use std::future::Future;
@@ -47,6 +48,9 @@ pub struct Options {
     pub resync: Duration,
     /// Leader election; `None` runs without (a single replica).
     pub lease: Option<leader::LeaseSettings>,
+    /// ConfigMap (in `namespace`) holding the Helm chart's Mesh, applied
+    /// when it changes ([`values`]).
+    pub mesh_values: Option<String>,
 }
 
 /// Shared by the loops.
@@ -81,7 +85,12 @@ pub async fn run(
     health: http::Health,
 ) -> Result<(), RunError> {
     let triggers = Triggers::default();
-    let caches = Caches::start(&client, &options.namespace, &triggers);
+    let caches = Caches::start(
+        &client,
+        &options.namespace,
+        options.mesh_values.as_deref(),
+        &triggers,
+    );
     caches.wait_synced().await?;
     health.mark_synced();
     tracing::info!("caches synced");
