@@ -94,7 +94,10 @@ fn meshes_oldest_first(ctx: &Context) -> Vec<Arc<DynamicObject>> {
 pub const PLACEHOLDER_ANNOTATION: &str = "meshkeeper.io/placeholder";
 
 fn is_placeholder(mesh: &DynamicObject) -> bool {
-    mesh.annotations().get(PLACEHOLDER_ANNOTATION).map(String::as_str) == Some("true")
+    mesh.annotations()
+        .get(PLACEHOLDER_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
 }
 
 /// The Mesh in charge, parsed; `None` when there is none.
