@@ -35,6 +35,10 @@ struct Args {
     /// Envoy image when the Mesh names none.
     #[arg(long, default_value = meshkeeper_webhook::inject::DEFAULT_PROXY_IMAGE)]
     proxy_image: String,
+    /// A Secret in --namespace the webhook pods pull their image with
+    /// (repeat for several).
+    #[arg(long = "image-pull-secret")]
+    image_pull_secrets: Vec<String>,
     /// Image pull policy of the webhook Deployment.
     #[arg(long, default_value = "IfNotPresent")]
     image_pull_policy: String,
@@ -106,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             init_repository: args.init_image_repository,
             proxy: args.proxy_image,
             pull_policy: args.image_pull_policy,
+            pull_secrets: args.image_pull_secrets,
         },
         ca_lifetime: args.ca_lifetime,
         serving_lifetime: args.serving_cert_lifetime,

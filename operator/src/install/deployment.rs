@@ -12,9 +12,10 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
+    LocalObjectReference, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -53,6 +54,8 @@ pub struct Images {
     /// `imagePullPolicy` of the webhook container; empty leaves
     /// Kubernetes' default.
     pub pull_policy: String,
+    /// Secrets (in the operator's namespace) the webhook pods pull with.
+    pub pull_secrets: Vec<String>,
 }
 
 impl Images {
@@ -67,6 +70,7 @@ impl Default for Images {
             init_repository: Self::DEFAULT_INIT_REPOSITORY.to_owned(),
             proxy: DEFAULT_PROXY_IMAGE.to_owned(),
             pull_policy: String::new(),
+            pull_secrets: Vec::new(),
         }
     }
 }
@@ -123,6 +127,14 @@ pub(crate) fn deployment(params: &DeploymentParams<'_>, owner: &OwnerReference) 
 fn pod_spec(params: &DeploymentParams<'_>, selector: &BTreeMap<String, String>) -> PodSpec {
     PodSpec {
         service_account_name: Some(params.name.to_owned()),
+        image_pull_secrets: (!params.images.pull_secrets.is_empty()).then(|| {
+            params
+                .images
+                .pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
         containers: vec![container(params)],
         volumes: Some(vec![Volume {
             name: TLS_VOLUME.to_owned(),

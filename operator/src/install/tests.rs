@@ -798,3 +798,31 @@ fn the_pull_policy_is_set_only_when_given() {
     assert_eq!(container["imagePullPolicy"], "Always");
     assert_eq!(container["image"], "registry.local/webhook:1.3.0");
 }
+
+#[test]
+fn pull_secrets_reach_the_webhook_pods_only_when_given() {
+    let deployment_spec = |images: &Images| {
+        let objects = revision_objects(&RevisionInput {
+            revision: &revision("canary", "1.3.0"),
+            namespace: NS,
+            images,
+            ca_bundle: Some(CA),
+            tls_secret: "s",
+        })
+        .unwrap();
+        find(&objects, "Deployment")["spec"]["template"]["spec"].clone()
+    };
+    let with = Images {
+        pull_secrets: vec!["registry-a".into(), "registry-b".into()],
+        ..Images::default()
+    };
+    assert_eq!(
+        deployment_spec(&with)["imagePullSecrets"],
+        json!([{"name": "registry-a"}, {"name": "registry-b"}])
+    );
+    assert!(
+        deployment_spec(&Images::default())
+            .get("imagePullSecrets")
+            .is_none()
+    );
+}
