@@ -62,6 +62,11 @@ fn cases() -> Vec<Case> {
             proxy_configs: shop_proxy_configs(),
             ..case("proxy-config")
         },
+        // The pod's own proxy.istio.io/config over the namespace's ProxyConfig.
+        Case {
+            proxy_configs: shop_proxy_configs(),
+            ..case("pod-proxy-config")
+        },
     ]
 }
 

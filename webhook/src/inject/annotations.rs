@@ -58,6 +58,7 @@ pub(crate) fn proxy_spec(
     overrides: &ProxyOverrides,
     findings: &mut Findings,
 ) -> ProxySpec {
+    let overrides = &super::pod_proxy_config::apply(annotations, overrides, findings);
     let resources = resources(annotations, &settings.proxy_resources, findings);
     let concurrency = concurrency(
         overrides.concurrency.or(settings.proxy_concurrency),

@@ -21,6 +21,7 @@ mod image;
 pub(crate) mod labels;
 pub mod names;
 mod patch;
+mod pod_proxy_config;
 mod proxy_config;
 mod quantity;
 pub mod selector;
@@ -112,6 +113,18 @@ pub struct ProxyOverrides {
     pub image_type: Option<String>,
     pub concurrency: Option<i32>,
     pub environment: BTreeMap<String, String>,
+    /// What a ProxyConfig selecting the workload set: the pod's
+    /// `proxy.istio.io/config` annotation ranks between the namespace's
+    /// ProxyConfig and the workload's, as in Istio, so it may not change these.
+    pub set_by_workload: WorkloadFields,
+}
+
+/// The fields a workload-selecting ProxyConfig set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadFields {
+    pub image_type: bool,
+    pub concurrency: bool,
+    pub environment: std::collections::BTreeSet<String>,
 }
 
 /// One admission request for a Pod.
@@ -146,6 +159,11 @@ static NO_OVERRIDES: ProxyOverrides = ProxyOverrides {
     image_type: None,
     concurrency: None,
     environment: BTreeMap::new(),
+    set_by_workload: WorkloadFields {
+        image_type: false,
+        concurrency: false,
+        environment: std::collections::BTreeSet::new(),
+    },
 };
 
 /// Decides whether to inject the pod and builds the patch.

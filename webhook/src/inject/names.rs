@@ -13,6 +13,8 @@ pub const REVISION: &str = "istio.io/rev";
 pub const INJECTION: &str = "istio-injection";
 
 pub const PROXY_IMAGE: &str = "sidecar.istio.io/proxyImage";
+/// Pod annotation: Istio's ProxyConfig (YAML or JSON) for this pod.
+pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
 pub const PROXY_IMAGE_TYPE: &str = "sidecar.istio.io/proxyImageType";
 pub const LOG_LEVEL: &str = "sidecar.istio.io/logLevel";
 pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";

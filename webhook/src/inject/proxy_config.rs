@@ -5,14 +5,16 @@
 //! namespace), the namespace (selector-less, in the pod's namespace) and the
 //! workload (in the pod's namespace, selector matching the pod). Where
 //! several objects compete at one level, the oldest wins (then the smallest
-//! name), so the answer never depends on watch order.
+//! name), so the answer never depends on watch order. The pod's own
+//! `proxy.istio.io/config` annotation ranks between the namespace and the
+//! workload levels (see `pod_proxy_config`).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use meshkeeper_crds::networking::proxy_config::ProxyConfig;
 
-use super::{ProxyOverrides, selector};
+use super::{ProxyOverrides, WorkloadFields, selector};
 
 /// The ProxyConfig settings that apply to a pod with `pod_labels` in
 /// `pod_namespace`.
@@ -40,7 +42,21 @@ pub fn proxy_overrides(
     }));
 
     let mut merged = ProxyOverrides::default();
-    for config in [mesh, namespace, workload].into_iter().flatten() {
+    for config in [mesh, namespace].into_iter().flatten() {
+        apply(&mut merged, config);
+    }
+    if let Some(config) = workload {
+        let spec = &config.spec;
+        merged.set_by_workload = WorkloadFields {
+            image_type: spec.image.as_ref().is_some_and(|i| i.image_type.is_some()),
+            concurrency: spec.concurrency.is_some(),
+            environment: spec
+                .environment_variables
+                .iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect(),
+        };
         apply(&mut merged, config);
     }
     merged
@@ -204,6 +220,11 @@ mod tests {
         let got = proxy_overrides(&labels(&[("app", "web")]), "app", "istio-system", &configs);
         assert_eq!(got.concurrency, Some(4));
         assert_eq!(got.image_type.as_deref(), Some("distroless"));
+        // Only the workload level is recorded: the pod annotation may not
+        // change what it set, but may change what the mesh and namespace set.
+        assert!(got.set_by_workload.concurrency);
+        assert!(!got.set_by_workload.image_type);
+        assert!(got.set_by_workload.environment.is_empty());
         assert_eq!(
             got.environment,
             labels(&[("A", "mesh"), ("B", "ns"), ("C", "ns")])

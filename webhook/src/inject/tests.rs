@@ -608,6 +608,7 @@ fn proxy_settings_from_overrides_and_annotations() {
             ("POD_NAME".to_owned(), "spoof".to_owned()),
         ]
         .into(),
+        ..ProxyOverrides::default()
     };
     let p = annotated(json!({(names::PROXY_CPU_LIMIT): "2500m", (names::LOG_LEVEL): "DEBUG"}));
     let outcome = inject(
