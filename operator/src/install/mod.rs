@@ -35,7 +35,9 @@ use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::ApiResource;
-use meshkeeper_crds::meshkeeper::mesh::{Mesh, TagStatus};
+use meshkeeper_crds::meshkeeper::mesh::Mesh;
+
+use crate::revisions::tags::{Revisions, TagError};
 use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
 
 pub use deployment::{CONTAINER, DEFAULT_REPLICAS, Images, RUN_AS, TLS_DIR, image_tag};
@@ -214,24 +216,6 @@ pub fn mesh_objects<'a>(input: &MeshInput<'a>) -> Result<Vec<Desired>, InstallEr
     Ok(objects)
 }
 
-/// Where each revision tag of `mesh` points: its `revision`, or the active
-/// revision when it names none. For `Mesh.status.tags` and the tagged
-/// revision's `spec.tags`; [`mesh_objects`] checks the names.
-pub fn tag_assignments(mesh: &Mesh, active_revision: &str) -> Vec<TagStatus> {
-    mesh.spec
-        .revision_tags
-        .iter()
-        .flatten()
-        .map(|tag| TagStatus {
-            name: tag.name.clone(),
-            revision: tag
-                .revision
-                .clone()
-                .unwrap_or_else(|| active_revision.to_owned()),
-        })
-        .collect()
-}
-
 fn replicas(object: &str, revision: &MeshRevision) -> Result<i32, InstallError> {
     let replicas = revision
         .spec
@@ -280,70 +264,80 @@ struct ResolvedTag<'a> {
     revision: (&'a str, &'a str),
 }
 
+/// The Mesh's tags, resolved by [`crate::revisions::tags`] (the one place
+/// that decides where a tag points), in name order; the first problem
+/// becomes an [`InstallError`] naming the field.
 fn resolve_tags<'a>(
     object: &str,
     input: &MeshInput<'a>,
 ) -> Result<Vec<ResolvedTag<'a>>, InstallError> {
-    let revisions: Vec<&MeshRevision> = std::iter::once(input.active)
+    let revisions: Vec<&'a MeshRevision> = std::iter::once(input.active)
         .chain(input.revisions.iter())
         .collect();
-    let revision_names: Vec<&str> = revisions
-        .iter()
-        .filter_map(|r| r.metadata.name.as_deref())
-        .collect();
+    let names = revisions.iter().filter_map(|r| r.metadata.name.clone());
+    let active = input.active.metadata.name.as_deref().unwrap_or_default();
     let tags = input.mesh.spec.revision_tags.as_deref().unwrap_or_default();
-    let mut resolved = Vec::with_capacity(tags.len());
+    let resolution = Revisions::resolve(names, active, tags);
+    if let Some(error) = resolution.errors.first() {
+        return Err(tag_error(object, error));
+    }
+    let mut resolved = Vec::new();
     for (index, tag) in tags.iter().enumerate() {
-        let field = format!("spec.revisionTags[{index}].name");
-        if !meta::is_dns_label(&tag.name, 63) {
-            return Err(InstallError::invalid(
-                object,
-                field,
-                &tag.name,
-                "1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit",
-            ));
-        }
-        if let Some(first) = tags[..index].iter().position(|t| t.name == tag.name) {
-            return Err(InstallError::invalid(
-                object,
-                field,
-                &tag.name,
-                format!("a name no other tag has (spec.revisionTags[{first}] has it)"),
-            ));
-        }
-        // Both would answer `istio.io/rev=<name>`, and a pod would be
-        // injected twice over.
-        if revision_names.contains(&tag.name.as_str()) {
-            return Err(InstallError::invalid(
-                object,
-                field,
-                &tag.name,
-                "a name no revision has (a tag and a revision of the same name would both answer istio.io/rev with it)",
-            ));
-        }
-        let target = match tag.revision.as_deref() {
-            None => input.active,
-            Some(wanted) => revisions
-                .iter()
-                .copied()
-                .find(|r| r.metadata.name.as_deref() == Some(wanted))
-                .ok_or_else(|| {
-                    let mut known = revision_names.clone();
-                    known.sort_unstable();
-                    known.dedup();
-                    InstallError::invalid(
-                        object,
-                        format!("spec.revisionTags[{index}].revision"),
-                        wanted,
-                        format!("one of the mesh's revisions: {}", known.join(", ")),
-                    )
-                })?,
+        let Some(target) = resolution.revisions.tags().get(&tag.name) else {
+            continue;
+        };
+        let Some(revision) = revisions
+            .iter()
+            .copied()
+            .find(|r| r.metadata.name.as_deref() == Some(target.as_str()))
+        else {
+            continue;
         };
         resolved.push(ResolvedTag {
             name: &tag.name,
-            field,
-            revision: revision_name_and_version(target)?,
+            field: format!("spec.revisionTags[{index}].name"),
+            revision: revision_name_and_version(revision)?,
         });
     }
     Ok(resolved)
+}
+
+fn tag_error(object: &str, error: &TagError) -> InstallError {
+    let (index, field, value, allowed) = match error {
+        TagError::InvalidName { index, tag } => (
+            index,
+            "name",
+            tag.clone(),
+            "1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit".to_owned(),
+        ),
+        TagError::Duplicate { index, tag, first } => (
+            index,
+            "name",
+            tag.clone(),
+            format!("a name no other tag has (spec.revisionTags[{first}] has it)"),
+        ),
+        TagError::NamedLikeRevision { index, tag } => (
+            index,
+            "name",
+            tag.clone(),
+            "a name no revision has (a tag and a revision of the same name would both answer istio.io/rev with it)".to_owned(),
+        ),
+        TagError::UnknownRevision {
+            index,
+            revision,
+            known,
+            ..
+        } => (
+            index,
+            "revision",
+            revision.clone(),
+            format!("one of the mesh's revisions: {}", known.join(", ")),
+        ),
+    };
+    InstallError::invalid(
+        object,
+        format!("spec.revisionTags[{index}].{field}"),
+        value,
+        allowed,
+    )
 }

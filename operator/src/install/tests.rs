@@ -629,22 +629,6 @@ fn the_default_tag_also_answers_istio_injection_and_opted_in_pods() {
 }
 
 #[test]
-fn tag_assignments_follow_the_active_revision_unless_pinned() {
-    let assignments = tag_assignments(
-        &mesh(&[("prod", None), ("stable", Some("default-1-2-0"))]),
-        "default-1-3-0",
-    );
-    let pairs: Vec<(&str, &str)> = assignments
-        .iter()
-        .map(|t| (t.name.as_str(), t.revision.as_str()))
-        .collect();
-    assert_eq!(
-        pairs,
-        [("prod", "default-1-3-0"), ("stable", "default-1-2-0")]
-    );
-}
-
-#[test]
 fn tags_the_api_server_or_the_injector_would_trip_on_name_the_field() {
     let active = revision("default", "1.3.0");
     let cases: [(&[Tag], &str, &str); 4] = [

@@ -45,6 +45,10 @@ pub enum TagError {
     )]
     NamedLikeRevision { index: usize, tag: String },
     #[error(
+        "spec.revisionTags[{index}].name: tag {tag:?} is not a valid name: use 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit (it becomes a label value and part of object names)"
+    )]
+    InvalidName { index: usize, tag: String },
+    #[error(
         "spec.revisionTags[{index}].name: tag {tag:?} is already defined by spec.revisionTags[{first}]; tag names must be unique"
     )]
     Duplicate {
@@ -52,6 +56,19 @@ pub enum TagError {
         tag: String,
         first: usize,
     },
+}
+
+/// RFC 1123 label: what the CRD's pattern allows, checked again for objects
+/// that reach the operator some other way.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
 }
 
 fn quoted(names: &[String]) -> String {
@@ -82,6 +99,13 @@ impl Revisions {
         let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
         let mut errors = Vec::new();
         for (index, tag) in tags.iter().enumerate() {
+            if !is_dns_label(&tag.name) {
+                errors.push(TagError::InvalidName {
+                    index,
+                    tag: tag.name.clone(),
+                });
+                continue;
+            }
             if let Some(&first) = first_index.get(tag.name.as_str()) {
                 errors.push(TagError::Duplicate {
                     index,
