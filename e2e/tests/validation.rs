@@ -55,6 +55,8 @@ impl Validator {
             Target::Url(rev.url()),
             rev.certs.ca_pem.as_bytes(),
         );
+        // One per scenario (they run in parallel), not the mesh-wide name.
+        spec.name = format!("meshkeeper-validator-{revision}");
         spec.timeout_seconds = 5;
         spec.namespace_selector = Some(LabelSelector {
             match_labels: Some(BTreeMap::from([(

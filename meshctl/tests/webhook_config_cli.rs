@@ -59,10 +59,7 @@ fn prints_every_entry_pointing_at_the_url_with_the_ca() {
     }
 
     assert_eq!(validating["kind"], "ValidatingWebhookConfiguration");
-    assert_eq!(
-        validating["metadata"]["name"],
-        "meshkeeper-validator-default"
-    );
+    assert_eq!(validating["metadata"]["name"], "meshkeeper-validator");
     let [entry] = validating["webhooks"].as_array().unwrap().as_slice() else {
         panic!("{validating}")
     };

@@ -287,12 +287,12 @@ pub struct ValidatorWebhook {
 }
 
 impl ValidatorWebhook {
-    /// With the defaults: name [`default_validator_name`], failure policy
+    /// With the defaults: name [`VALIDATOR_NAME`], failure policy
     /// `Fail`, timeout [`DEFAULT_TIMEOUT_SECONDS`], every namespace.
     pub fn new(revision: impl Into<String>, target: Target, ca_bundle: impl Into<Vec<u8>>) -> Self {
         let revision = revision.into();
         Self {
-            name: default_validator_name(&revision),
+            name: VALIDATOR_NAME.to_owned(),
             revision,
             target,
             ca_bundle: ca_bundle.into(),
@@ -303,10 +303,9 @@ impl ValidatorWebhook {
     }
 }
 
-/// `meshkeeper-validator-<revision>`.
-pub fn default_validator_name(revision: &str) -> String {
-    format!("meshkeeper-validator-{revision}")
-}
+/// The one ValidatingWebhookConfiguration of a mesh: validation is
+/// mesh-wide, served by the active revision (the operator points it there).
+pub const VALIDATOR_NAME: &str = "meshkeeper-validator";
 
 /// Builds the validating configuration: CREATE, UPDATE and DELETE of the
 /// networking kinds in every served version (DELETE for the
@@ -442,7 +441,7 @@ mod tests {
         let config = validating_webhook_configuration(&webhook).unwrap();
         assert_eq!(
             config.metadata.name.as_deref(),
-            Some("meshkeeper-validator-canary")
+            Some("meshkeeper-validator")
         );
         let [entry] = config.webhooks.as_deref().unwrap() else {
             panic!("one entry")

@@ -22,7 +22,7 @@ use super::tls::{CERT_MANAGER_INJECT_CA_FROM, Ca};
 use crate::names::{WEBHOOK_SERVICE_PORT, webhook_name};
 
 /// The one ValidatingWebhookConfiguration of the mesh.
-pub const VALIDATOR_NAME: &str = "meshkeeper-validator";
+pub use meshkeeper_webhook::configuration::VALIDATOR_NAME;
 
 /// Where the API server reaches `revision`'s webhook: the URL override
 /// when the settings carry one, else the revision's Service.
