@@ -1012,3 +1012,118 @@ async fn bad_meshes_are_refused_or_reported() -> anyhow::Result<()> {
     env.delete_mesh().await?;
     Ok(())
 }
+
+/// Certificates the operator does not issue: a Secret of your own (its CA
+/// becomes the caBundle, the webhook mounts it) and cert-manager (no
+/// caBundle written, the injection annotation instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_a_secret_or_cert_manager() -> anyhow::Result<()> {
+    let _turn = SERIAL.lock().await;
+    let h = Harness::connect().await?;
+    let mut env = OperatorEnv::start(&h, "op-own-cert", &[]).await?;
+    let certs = support::Certificates::new()?;
+    let read = |path: std::path::PathBuf| std::fs::read(path).map(k8s_openapi::ByteString);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "my-webhook-tls", "namespace": env.namespace.name},
+        "type": "kubernetes.io/tls"
+    }))?;
+    let secret = Secret {
+        data: Some(
+            [
+                ("tls.crt".to_owned(), read(certs.cert())?),
+                ("tls.key".to_owned(), read(certs.key())?),
+                (
+                    "ca.crt".to_owned(),
+                    k8s_openapi::ByteString(certs.ca_pem.clone().into_bytes()),
+                ),
+            ]
+            .into(),
+        ),
+        ..secret
+    };
+    let secrets = Api::<Secret>::namespaced(h.client.clone(), &env.namespace.name);
+    secrets.create(&PostParams::default(), &secret).await?;
+
+    let port = free_port()?;
+    env.create_mesh(mesh_spec(
+        "0.1.0",
+        port,
+        json!({"webhook": {
+            "url": format!("https://127.0.0.1:{port}"), "timeoutSeconds": 5, "replicas": 1,
+            "certificate": {"source": "Secret", "secretName": "my-webhook-tls"}
+        }}),
+    ))
+    .await?;
+    env.serve_from(MESH, port, "my-webhook-tls").await?;
+    env.wait_ready().await?;
+    let mutating = Api::<MutatingWebhookConfiguration>::all(h.client.clone())
+        .get(&injector(MESH))
+        .await?;
+    for entry in mutating.webhooks.iter().flatten() {
+        let bundle = entry.client_config.ca_bundle.as_ref().map(|b| b.0.clone());
+        ensure!(
+            bundle.as_deref() == Some(certs.ca_pem.as_bytes()),
+            "entry {} does not trust the Secret's CA",
+            entry.name
+        );
+    }
+    let deployment = Api::<Deployment>::namespaced(h.client.clone(), &env.namespace.name)
+        .get(&meshkeeper_operator::names::webhook_name(MESH))
+        .await?;
+    let mounted: Vec<String> = deployment
+        .spec
+        .template
+        .spec
+        .map(|s| s.volumes.unwrap_or_default())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.secret.and_then(|s| s.secret_name))
+        .collect();
+    ensure!(
+        mounted == ["my-webhook-tls"],
+        "the webhook pods mount {mounted:?}"
+    );
+    ensure!(
+        secrets.get_opt(CA_SECRET).await?.is_none(),
+        "the operator made a CA although the certificate is the user's"
+    );
+
+    // cert-manager: the annotation names the Certificate, no caBundle.
+    env.meshes()
+        .patch(
+            MESH,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"webhook": {"certificate": {
+                "source": "CertManager", "secretName": "my-webhook-tls",
+                "certManagerCertificate": format!("{}/my-webhook", env.namespace.name)
+            }}}})),
+        )
+        .await?;
+    let expected = format!("{}/my-webhook", env.namespace.name);
+    let validating = Api::<ValidatingWebhookConfiguration>::all(h.client.clone());
+    let annotated = wait_until(
+        "cert-manager's annotation on both configurations",
+        DEADLINE,
+        || async {
+            let mutating = Api::<MutatingWebhookConfiguration>::all(h.client.clone())
+                .get(&injector(MESH))
+                .await?;
+            let validating = validating.get(VALIDATOR).await?;
+            let inject_from = |annotations: &std::collections::BTreeMap<String, String>| {
+                annotations.get("cert-manager.io/inject-ca-from").cloned()
+            };
+            let both = [
+                inject_from(mutating.annotations()),
+                inject_from(validating.annotations()),
+            ];
+            Ok(both
+                .iter()
+                .all(|a| a.as_deref() == Some(expected.as_str()))
+                .then_some(()))
+        },
+    )
+    .await;
+    env.explain(annotated)?;
+    env.delete_mesh().await?;
+    Ok(())
+}

@@ -287,8 +287,23 @@ impl<'h> OperatorEnv<'h> {
     /// Serves `revision` on `port`: waits for the operator's serving Secret,
     /// mirrors it into files and starts a webhook process with them.
     pub async fn serve(&mut self, revision: &str, port: u16) -> anyhow::Result<()> {
-        let secret = format!("meshkeeper-webhook-{revision}-tls");
-        let mirror = SecretMirror::start(self.h.client.clone(), &self.namespace.name, &secret)?;
+        self.serve_from(
+            revision,
+            port,
+            &format!("meshkeeper-webhook-{revision}-tls"),
+        )
+        .await
+    }
+
+    /// [`Self::serve`] with the certificate from Secret `secret` (in the
+    /// operator's namespace), as the webhook Deployment would mount it.
+    pub async fn serve_from(
+        &mut self,
+        revision: &str,
+        port: u16,
+        secret: &str,
+    ) -> anyhow::Result<()> {
+        let mirror = SecretMirror::start(self.h.client.clone(), &self.namespace.name, secret)?;
         let files = mirror.wait_for(&["tls.crt", "tls.key"]).await;
         self.explain(files.with_context(|| format!("waiting for Secret {secret}")))?;
         let binary = tokio::task::spawn_blocking(meshkeeper_e2e::webhook_binary).await??;
