@@ -488,8 +488,10 @@ async fn in_place_version_bump() -> anyhow::Result<()> {
                     .and_then(|s| s.revisions.as_ref())
                     .and_then(|rs| rs.iter().find(|r| r.name == MESH))
                     .is_some_and(|r| {
+                        // The total may count other namespaces' pods of a
+                        // shared cluster; this namespace's count is exact.
                         r.version == "0.2.0"
-                            && r.outdated_proxies == 2
+                            && r.outdated_proxies >= 2
                             && r.outdated_proxies_by_namespace
                                 .as_ref()
                                 .and_then(|by| by.get(&namespace))
@@ -524,7 +526,46 @@ async fn in_place_version_bump() -> anyhow::Result<()> {
     );
     ensure_injected(&new_pods, MESH, "0.2.0")?;
 
+    // Rollback is the old version again: the Deployment and the proxies of
+    // new pods follow, and the 0.1.0 pods are current once more.
+    env.meshes()
+        .patch(
+            MESH,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": "0.1.0"}})),
+        )
+        .await?;
+    wait_webhook_image(&h, &env, "0.1.0").await?;
+    let probe = wait_dry_run_pod(&h, &ns.name, "a dry-run pod at 0.1.0 again", |pod| {
+        label(pod, PROXY_VERSION_LABEL) == Some("0.1.0")
+    })
+    .await;
+    env.explain(probe)?;
+
     env.delete_mesh().await
+}
+
+/// Waits until the revision's webhook Deployment runs image tag `version`.
+async fn wait_webhook_image(
+    h: &Harness,
+    env: &OperatorEnv<'_>,
+    version: &str,
+) -> anyhow::Result<()> {
+    let deployments = Api::<Deployment>::namespaced(h.client.clone(), &env.namespace.name);
+    let name = meshkeeper_operator::names::webhook_name(MESH);
+    let suffix = format!(":{version}");
+    let rolled = wait_until("the webhook Deployment's image", DEADLINE, || async {
+        let deployment = deployments.get(&name).await?;
+        let image = deployment
+            .spec
+            .template
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.image);
+        Ok(image.filter(|i| i.ends_with(&suffix)).map(|_| ()))
+    })
+    .await;
+    env.explain(rolled)
 }
 
 /// Revision based: a canary revision serves beside the old one; a
