@@ -1168,3 +1168,75 @@ async fn certificates_from_a_secret_or_cert_manager() -> anyhow::Result<()> {
     env.delete_mesh().await?;
     Ok(())
 }
+
+/// `updateWorkloads`: after an in-place version bump the operator restarts
+/// the Deployment whose pods run the old proxy (pod template annotation),
+/// and the controller-manager's new pods are injected at the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_workloads_restarts_outdated_deployments() -> anyhow::Result<()> {
+    let _turn = SERIAL.lock().await;
+    let h = Harness::connect().await?;
+    let mut env = OperatorEnv::start(&h, "op-restart", &[]).await?;
+    let port = free_port()?;
+    env.create_mesh(mesh_spec(
+        "0.1.0",
+        port,
+        json!({"updateStrategy": {"type": "InPlace", "updateWorkloads": true}}),
+    ))
+    .await?;
+    env.serve(MESH, port).await?;
+    let ns = labelled_namespace(&h, "op-restart-app", "istio-injection=enabled").await?;
+    env.wait_ready().await?;
+    create_deployment(&h, &ns.name, "web", 1).await?;
+    let old_pods = wait_pods(&h, &ns.name, "web", 1).await?;
+    ensure_injected(&old_pods, MESH, "0.1.0")?;
+    let deployments = Api::<Deployment>::namespaced(h.client.clone(), &ns.name);
+    let untouched = deployments.get("web").await?;
+    ensure!(
+        untouched
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .is_none_or(|a| !a.contains_key(meshkeeper_operator::names::RESTARTED_AT_ANNOTATION)),
+        "a current workload was restarted"
+    );
+
+    env.meshes()
+        .patch(
+            MESH,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": "0.2.0"}})),
+        )
+        .await?;
+    let restarted = wait_until(
+        "the Deployment restarted by the operator",
+        DEADLINE,
+        || async {
+            let deployment = deployments.get("web").await?;
+            Ok(deployment
+                .spec
+                .template
+                .metadata
+                .and_then(|m| m.annotations)
+                .and_then(|a| {
+                    a.get(meshkeeper_operator::names::RESTARTED_AT_ANNOTATION)
+                        .cloned()
+                }))
+        },
+    )
+    .await;
+    env.explain(restarted)?;
+    let pods = Api::<Pod>::namespaced(h.client.clone(), &ns.name);
+    let renewed = wait_until("a new pod injected at 0.2.0", DEADLINE, || async {
+        let list = pods.list(&ListParams::default().labels("app=web")).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|p| label(p, PROXY_VERSION_LABEL) == Some("0.2.0")))
+    })
+    .await;
+    let renewed = env.explain(renewed)?;
+    ensure_injected(std::slice::from_ref(&renewed), MESH, "0.2.0")?;
+    env.delete_mesh().await
+}
