@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::Parser;
 use meshkeeper_operator::controller::{self, Options, http, leader::LeaseSettings};
 use meshkeeper_operator::install::Images;
-use meshkeeper_webhook::process::{LogFormat, init_logging, parse_duration, shutdown_signal};
+use meshkeeper_webhook::process::{
+    LogFormat, init_logging, install_crypto_provider, parse_duration, shutdown_signal,
+};
 
 /// meshkeeper's operator.
 #[derive(Debug, Parser)]
@@ -73,12 +75,7 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
-    if rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_err()
-    {
-        tracing::debug!("a rustls crypto provider was already installed");
-    }
+    install_crypto_provider();
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (KUBECONFIG or in-cluster configuration)")?;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use meshkeeper_webhook::inject::{DEFAULT_INIT_IMAGE, DEFAULT_PROXY_IMAGE};
-use meshkeeper_webhook::process::{LogFormat, init_logging, parse_duration, shutdown_signal};
+use meshkeeper_webhook::process::{
+    LogFormat, init_logging, install_crypto_provider, parse_duration, shutdown_signal,
+};
 use meshkeeper_webhook::server::{self, CertFiles, ServerOptions, State, StateOptions};
 use tokio::net::TcpListener;
 
@@ -51,14 +53,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
-    // Once, before any TLS object exists: kube's client and our server
-    // both run on ring.
-    if rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_err()
-    {
-        tracing::debug!("a rustls crypto provider was already installed");
-    }
+    install_crypto_provider();
 
     let client = kube::Client::try_default()
         .await

@@ -1,5 +1,5 @@
-//! What every meshkeeper binary does the same way: logging, durations on
-//! the command line, and waiting for SIGTERM or SIGINT. The operator uses
+//! What every meshkeeper binary does the same way: logging, the TLS crypto
+//! provider, durations on the command line, and waiting for SIGTERM or SIGINT. The operator uses
 //! it too, so both daemons behave alike.
 
 use std::io::IsTerminal;
@@ -21,6 +21,17 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         // Colours only for a person at a terminal, not for a log collector.
         LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+    }
+}
+
+/// Makes ring the process's rustls provider, once, before any TLS object
+/// exists: kube's client and our servers and probes all run on it.
+pub fn install_crypto_provider() {
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a rustls crypto provider was already installed");
     }
 }
 

@@ -61,8 +61,8 @@ pub use authority::{
     ca_plan, new_authority,
 };
 pub use serving::{
-    DEFAULT_SERVING_LIFETIME, RenewalReason, ServingCert, ServingRequest, issue_serving,
-    serving_renewal,
+    DEFAULT_SERVING_LIFETIME, RenewalReason, ServingCert, ServingRequest, WebhookUrl,
+    issue_serving, serving_renewal,
 };
 pub use x509::Cert;
 

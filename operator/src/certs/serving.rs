@@ -71,32 +71,71 @@ impl ServingRequest {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Host {
     Ip(IpAddr),
     Dns(String),
 }
 
-/// The host of an `https://host[:port][/path]` URL, as Kubernetes accepts
-/// it in a webhook's `clientConfig.url` (no user info).
+/// Where a webhook URL override (`https://host[:port][/path]`, as
+/// Kubernetes accepts it in a webhook's `clientConfig.url`) points: what the
+/// certificate must name, where to connect and what TLS server name to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookUrl {
+    host: Host,
+    /// `host:port` to connect to (IPv6 in brackets; port 443 when absent).
+    pub address: String,
+    /// The host as TLS and HTTP name it (IPv6 without brackets).
+    pub server_name: String,
+    /// The path, without a trailing `/` (empty for none).
+    pub path: String,
+}
+
+impl WebhookUrl {
+    pub fn parse(url: &str) -> Result<WebhookUrl, IssueError> {
+        let invalid = |problem| IssueError::WebhookUrl {
+            url: url.to_owned(),
+            problem,
+        };
+        let rest = url
+            .get(..8)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            .map(|_| &url[8..])
+            .ok_or_else(|| invalid("the scheme must be https"))?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(invalid("user info is not allowed"));
+        }
+        let (host, port) = split_host_port(authority).map_err(invalid)?;
+        let port = match port {
+            None => 443,
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?,
+        };
+        let kind = host_kind(host).map_err(invalid)?;
+        let path = rest[authority.len()..]
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(WebhookUrl {
+            host: kind,
+            address: format!("{host}:{port}"),
+            server_name: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            path,
+        })
+    }
+}
+
 fn url_host(url: &str) -> Result<Host, IssueError> {
-    let invalid = |problem| IssueError::WebhookUrl {
-        url: url.to_owned(),
-        problem,
-    };
-    let rest = url
-        .get(..8)
-        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
-        .map(|_| &url[8..])
-        .ok_or_else(|| invalid("the scheme must be https"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(invalid("user info is not allowed"));
-    }
-    let (host, port) = split_host_port(authority).map_err(invalid)?;
-    if port.is_some_and(|port| port.parse::<u16>().map_or(true, |p| p == 0)) {
-        return Err(invalid("the port must be a number from 1 to 65535"));
-    }
-    host_kind(host).map_err(invalid)
+    WebhookUrl::parse(url).map(|parsed| parsed.host)
 }
 
 /// `host[:port]` or `[ipv6][:port]`; the brackets stay on the host.

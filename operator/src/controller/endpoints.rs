@@ -8,7 +8,6 @@ use kube::api::{Api, ListParams};
 use meshkeeper_crds::meshkeeper::mesh_revision::MeshRevision;
 
 use super::Context;
-use super::readiness::url_authority;
 use crate::names::{self, WEBHOOK_CONTAINER_PORT};
 
 /// `(host:port, TLS server name)` of every place the webhook serves.
@@ -23,8 +22,8 @@ pub async fn webhook_endpoints(
         .as_ref()
         .and_then(|w| w.url.as_deref())
     {
-        return Ok(url_authority(url)
-            .map(|pair| vec![pair])
+        return Ok(crate::certs::WebhookUrl::parse(url)
+            .map(|parsed| vec![(parsed.address, parsed.server_name)])
             .unwrap_or_default());
     }
     let service = names::webhook_name(&revision.name_any());

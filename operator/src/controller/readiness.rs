@@ -11,10 +11,12 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::certs::WebhookUrl;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("webhook URL {0:?} has no host and port")]
-    Url(String),
+    #[error("{0}")]
+    Url(#[from] crate::certs::IssueError),
     #[error("the caBundle holds no usable certificate: {0}")]
     Bundle(String),
     #[error("{0}")]
@@ -27,31 +29,6 @@ pub enum ProbeError {
     NotReady(String),
 }
 
-/// `host:port` and host of an `https://host[:port][/path]` URL.
-pub fn url_authority(url: &str) -> Result<(String, String), ProbeError> {
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| ProbeError::Url(url.to_owned()))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(ProbeError::Url(url.to_owned()));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, rest) = v6
-            .split_once(']')
-            .ok_or_else(|| ProbeError::Url(url.to_owned()))?;
-        (host, rest.strip_prefix(':').unwrap_or("443"))
-    } else {
-        authority.rsplit_once(':').unwrap_or((authority, "443"))
-    };
-    let address = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    Ok((address, host.to_owned()))
-}
-
 /// `GET <url>/readyz`, trusting only `ca_bundle` (PEM). Ok when it answers 200.
 pub async fn url_ready(url: &str, ca_bundle: &[u8], timeout: Duration) -> Result<(), ProbeError> {
     tokio::time::timeout(timeout, get_readyz(url, ca_bundle))
@@ -60,7 +37,12 @@ pub async fn url_ready(url: &str, ca_bundle: &[u8], timeout: Duration) -> Result
 }
 
 async fn get_readyz(url: &str, ca_bundle: &[u8]) -> Result<(), ProbeError> {
-    let (address, host) = url_authority(url)?;
+    let WebhookUrl {
+        address,
+        server_name: host,
+        path,
+        ..
+    } = WebhookUrl::parse(url)?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_bundle) {
         let cert = cert.map_err(|e| ProbeError::Bundle(e.to_string()))?;
@@ -75,16 +57,12 @@ async fn get_readyz(url: &str, ca_bundle: &[u8]) -> Result<(), ProbeError> {
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let name = ServerName::try_from(host.clone()).map_err(|_| ProbeError::Url(url.to_owned()))?;
+    let name = ServerName::try_from(host.clone())
+        .map_err(|e| ProbeError::Bundle(format!("server name {host:?}: {e}")))?;
     let tcp = TcpStream::connect(&address).await?;
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await?;
-    let base = url.trim_end_matches('/');
-    let path = base
-        .strip_prefix("https://")
-        .and_then(|rest| rest.find('/').map(|at| &rest[at..]))
-        .unwrap_or("");
     let request =
         format!("GET {path}/readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).await?;
@@ -104,20 +82,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_authorities() {
-        let (address, host) = url_authority("https://127.0.0.1:9443").unwrap();
+    fn url_addresses_and_server_names() {
+        let parse = |url: &str| WebhookUrl::parse(url).unwrap();
+        let local = parse("https://127.0.0.1:9443");
         assert_eq!(
-            (address.as_str(), host.as_str()),
-            ("127.0.0.1:9443", "127.0.0.1")
+            (
+                local.address.as_str(),
+                local.server_name.as_str(),
+                local.path.as_str()
+            ),
+            ("127.0.0.1:9443", "127.0.0.1", "")
         );
-        let (address, host) = url_authority("https://webhook.example.com/base").unwrap();
+        let named = parse("https://webhook.example.com/base/");
         assert_eq!(
-            (address.as_str(), host.as_str()),
-            ("webhook.example.com:443", "webhook.example.com")
+            (
+                named.address.as_str(),
+                named.server_name.as_str(),
+                named.path.as_str()
+            ),
+            ("webhook.example.com:443", "webhook.example.com", "/base")
         );
-        let (address, host) = url_authority("https://[::1]:9443").unwrap();
-        assert_eq!((address.as_str(), host.as_str()), ("[::1]:9443", "::1"));
-        assert!(url_authority("http://x").is_err());
-        assert!(url_authority("https://").is_err());
+        let v6 = parse("https://[::1]:9443");
+        assert_eq!(
+            (v6.address.as_str(), v6.server_name.as_str()),
+            ("[::1]:9443", "::1")
+        );
+        assert!(WebhookUrl::parse("http://x").is_err());
+        assert!(WebhookUrl::parse("https://").is_err());
+        assert!(WebhookUrl::parse("https://h:0").is_err());
     }
 }
