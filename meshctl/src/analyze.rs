@@ -3,7 +3,7 @@
 //! VirtualService is checked against the DestinationRules in the same files
 //! and, with `--cluster`, against those the cluster already holds.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use meshkeeper_crds::networking::{KINDS, NetworkingObject};
 use meshkeeper_crds::parse;
@@ -11,10 +11,13 @@ use meshkeeper_webhook::validate::index::Index;
 use meshkeeper_webhook::validate::{self, Finding, Severity, subsets};
 use serde_json::Value;
 
+use crate::manifests::{self, Source};
+
 /// Where an analyzed object came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     File(PathBuf),
+    Stdin,
     Cluster,
 }
 
@@ -22,7 +25,17 @@ impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Stdin => f.write_str("stdin"),
             Origin::Cluster => f.write_str("cluster"),
+        }
+    }
+}
+
+impl From<&Source> for Origin {
+    fn from(source: &Source) -> Self {
+        match source {
+            Source::Stdin => Origin::Stdin,
+            Source::File(path) => Origin::File(path.clone()),
         }
     }
 }
@@ -52,58 +65,153 @@ impl std::fmt::Display for Report {
 
 /// A networking object read from a file, its namespace filled in.
 struct Loaded {
-    file: PathBuf,
+    origin: Origin,
     label: String,
     object: NetworkingObject,
 }
 
-/// Analyzes every `.yaml`/`.yml`/`.json` file under `paths`, together with
-/// `cluster` (the VirtualServices and DestinationRules a cluster holds, as
-/// listed; empty when offline). Documents that are not networking.istio.io
-/// objects are ignored; file documents that do not decode are errors (code
-/// MK0001) with their field path, cluster ones warnings (they are skipped:
-/// the files are what is being judged).
-pub fn analyze(
-    paths: &[PathBuf],
-    default_namespace: &str,
-    cluster: &[Value],
-) -> Result<Vec<Report>, String> {
-    let mut files = Vec::new();
-    for path in paths {
-        collect(path, &mut files)?;
-    }
-    files.sort();
-    let (cluster_objects, mut reports) = decode_cluster(cluster);
+/// Analyzes the manifests `args` name (files, folders, `-` for standard
+/// input; see [`manifests::sources`]) together with `cluster` (the objects a
+/// cluster holds, as listed; empty when offline). Documents that are not
+/// networking.istio.io objects are ignored; `kind: List` items count one by
+/// one. Problems with the input are findings, never an early exit, so one
+/// bad file does not hide the others': a path that cannot be read or a
+/// document that does not parse (MK0002), a document that is not an object
+/// (MK0002), an object without `apiVersion`/`kind` (MK0003, warning), a
+/// networking object that does not decode (MK0001, with its field path).
+/// Cluster objects that do not decode are warnings (they are skipped: the
+/// files are what is being judged).
+pub fn analyze(args: &[PathBuf], default_namespace: &str, cluster: &[Value]) -> Vec<Report> {
+    let (sources, unreadable) = manifests::sources(args);
+    let mut reports: Vec<Report> = unreadable
+        .into_iter()
+        .map(|u| input_error(Origin::File(u.path), "(file)", u.message))
+        .collect();
+    let (cluster_objects, cluster_reports) = decode_cluster(cluster);
+    reports.extend(cluster_reports);
     let mut loaded = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("reading {}: {e}", file.display()))?;
-        let docs = parse::yaml_documents(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        for doc in docs.into_iter().filter(is_networking) {
-            match load_document(&file, doc, default_namespace) {
-                Ok(item) => loaded.push(item),
-                Err(report) => reports.push(report),
-            }
-        }
+    for source in &sources {
+        read_source(source, default_namespace, &mut loaded, &mut reports);
     }
     reports.extend(judge(&cluster_objects, &loaded));
-    Ok(reports)
+    reports
+}
+
+/// Reads one source's documents into `loaded`, its problems into `reports`.
+fn read_source(
+    source: &Source,
+    default_namespace: &str,
+    loaded: &mut Vec<Loaded>,
+    reports: &mut Vec<Report>,
+) {
+    let origin = Origin::from(source);
+    let mut take = |number: usize, document: Result<Value, String>| match document {
+        Err(message) => reports.push(input_error(
+            origin.clone(),
+            &format!("document {number}"),
+            format!("does not parse as YAML or JSON: {message}"),
+        )),
+        Ok(document) => {
+            for object in manifests::expand_lists(document) {
+                match classify(&object) {
+                    Shape::Networking => match load_document(&origin, object, default_namespace) {
+                        Ok(item) => loaded.push(item),
+                        Err(report) => reports.push(report),
+                    },
+                    Shape::OtherKind => {}
+                    Shape::Untyped => reports.push(Report {
+                        origin: origin.clone(),
+                        object: "(document)".to_owned(),
+                        finding: Finding::warning(
+                            validate::Check::ObjectRules,
+                            NOT_AN_OBJECT,
+                            format!("document {number}"),
+                            "a mapping without `apiVersion` and `kind` is not a Kubernetes \
+                             object and was skipped; add them if it is meant to be one",
+                        ),
+                    }),
+                    Shape::NotAMapping(what) => reports.push(input_error(
+                        origin.clone(),
+                        &format!("document {number}"),
+                        format!(
+                            "is {what}, not a Kubernetes object (a mapping with `apiVersion`, \
+                             `kind` and `metadata`): is this file a manifest?"
+                        ),
+                    )),
+                }
+            }
+        }
+    };
+    match source {
+        Source::Stdin => manifests::for_each_document(&mut std::io::stdin().lock(), &mut take),
+        Source::File(path) => match std::fs::File::open(path) {
+            Ok(mut file) => manifests::for_each_document(&mut file, &mut take),
+            Err(e) => reports.push(input_error(
+                origin.clone(),
+                "(file)",
+                format!("cannot be read: {e}"),
+            )),
+        },
+    }
+}
+
+/// The input cannot be read or a document is not an object.
+const UNREADABLE: &str = "MK0002";
+/// A mapping that is not a Kubernetes object (no `apiVersion`/`kind`).
+const NOT_AN_OBJECT: &str = "MK0003";
+
+fn input_error(origin: Origin, path: &str, message: String) -> Report {
+    Report {
+        origin,
+        object: "(input)".to_owned(),
+        finding: Finding::error(validate::Check::ObjectRules, UNREADABLE, path, message),
+    }
+}
+
+/// What a document is, as far as the analysis cares.
+enum Shape {
+    Networking,
+    OtherKind,
+    Untyped,
+    NotAMapping(&'static str),
+}
+
+fn classify(document: &Value) -> Shape {
+    match document {
+        Value::Object(map) if map.contains_key("apiVersion") || map.contains_key("kind") => {
+            if is_networking(document) {
+                Shape::Networking
+            } else {
+                Shape::OtherKind
+            }
+        }
+        Value::Object(_) => Shape::Untyped,
+        Value::String(_) => Shape::NotAMapping("a plain string"),
+        Value::Array(_) => Shape::NotAMapping("a sequence"),
+        Value::Number(_) => Shape::NotAMapping("a number"),
+        Value::Bool(_) => Shape::NotAMapping("a boolean"),
+        Value::Null => Shape::NotAMapping("empty"),
+    }
 }
 
 /// Decodes one file document, filling in the default namespace.
-fn load_document(file: &Path, mut doc: Value, default_namespace: &str) -> Result<Loaded, Report> {
+fn load_document(
+    origin: &Origin,
+    mut doc: Value,
+    default_namespace: &str,
+) -> Result<Loaded, Report> {
     if doc["metadata"]["namespace"].as_str().is_none() && doc["metadata"].is_object() {
         doc["metadata"]["namespace"] = Value::String(default_namespace.to_string());
     }
     let label = label_of(&doc);
     match NetworkingObject::from_value(&doc) {
         Ok(object) => Ok(Loaded {
-            file: file.to_path_buf(),
+            origin: origin.clone(),
             label,
             object,
         }),
         Err(e) => Err(Report {
-            origin: Origin::File(file.to_path_buf()),
+            origin: origin.clone(),
             object: label,
             finding: Finding::error(
                 validate::Check::ObjectRules,
@@ -159,7 +267,7 @@ fn judge(cluster: &[NetworkingObject], files: &[Loaded]) -> Vec<Report> {
             let mut found = validate::findings(&item.object, &index);
             found.extend(removed_subsets(&item.object, cluster, &cluster_users));
             found.into_iter().map(|finding| Report {
-                origin: Origin::File(item.file.clone()),
+                origin: item.origin.clone(),
                 object: item.label.clone(),
                 finding,
             })
@@ -225,30 +333,10 @@ fn label_of(doc: &Value) -> String {
     )
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    if path.is_dir() {
-        let entries =
-            std::fs::read_dir(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("reading {}: {e}", path.display()))?;
-            collect(&entry.path(), out)?;
-        }
-    } else if path.is_file() {
-        let manifest = path
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json");
-        if manifest {
-            out.push(path.to_path_buf());
-        }
-    } else {
-        return Err(format!("{} does not exist", path.display()));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).unwrap();
@@ -274,7 +362,7 @@ mod tests {
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v9\n",
         );
         write(&dir, "notes.txt", "not a manifest");
-        let reports = analyze(std::slice::from_ref(&dir), "default", &[]).unwrap();
+        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
         std::fs::remove_dir_all(&dir).unwrap();
         let errors: Vec<_> = reports
             .iter()
@@ -297,7 +385,7 @@ mod tests {
             "bad.yaml",
             "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: r\nspec:\n  host: r\n  trafficPolicy:\n    tls:\n      mode: STRICT\n",
         );
-        let reports = analyze(&[dir.join("bad.yaml")], "default", &[]).unwrap();
+        let reports = analyze(&[dir.join("bad.yaml")], "default", &[]);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(reports.len(), 1, "{reports:?}");
         assert_eq!(reports[0].finding.code, "MK0001");
@@ -306,9 +394,130 @@ mod tests {
     }
 
     #[test]
-    fn missing_path_is_an_error() {
-        assert!(analyze(&[PathBuf::from("/nonexistent/meshkeeper")], "default", &[]).is_err());
+    fn missing_path_is_an_error_and_the_other_files_are_still_analysed() {
+        let dir = temp_dir("missing");
+        write(&dir, "dr.yaml", DR);
+        write(&dir, "vs.yaml", VS_TO_V9);
+        let reports = analyze(
+            &[PathBuf::from("/nonexistent/meshkeeper"), dir.clone()],
+            "default",
+            &[],
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            codes(&reports),
+            [
+                ("MK0002", "(input)"),
+                ("MK0201", "VirtualService default/reviews")
+            ],
+            "{reports:#?}"
+        );
+        assert_eq!(
+            reports[0].origin,
+            Origin::File("/nonexistent/meshkeeper".into())
+        );
     }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_reported_and_the_others_are_analysed() {
+        let dir = temp_dir("unparsable");
+        write(&dir, "a-broken.yaml", "kind: [unclosed\n");
+        write(&dir, "dr.yaml", DR);
+        write(&dir, "vs.yaml", VS_TO_V9);
+        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            codes(&reports),
+            [
+                ("MK0002", "(input)"),
+                ("MK0201", "VirtualService default/reviews")
+            ],
+            "{reports:#?}"
+        );
+        assert_eq!(reports[0].finding.severity, Severity::Error);
+        assert_eq!(reports[0].finding.path, "document 1");
+        assert_eq!(reports[0].origin, Origin::File(dir.join("a-broken.yaml")));
+    }
+
+    #[test]
+    fn a_named_file_is_read_whatever_its_extension_and_text_is_an_error() {
+        let dir = temp_dir("extension");
+        write(&dir, "rules.txt", &format!("{DR}---\n{VS_TO_V9}"));
+        write(&dir, "notes.txt", "just some notes, not a manifest\n");
+        std::fs::write(
+            dir.join("image.png"),
+            b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00",
+        )
+        .unwrap();
+        let named = analyze(&[dir.join("rules.txt")], "default", &[]);
+        let text = analyze(&[dir.join("notes.txt")], "default", &[]);
+        let binary = analyze(&[dir.join("image.png")], "default", &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            codes(&named),
+            [("MK0201", "VirtualService default/reviews")]
+        );
+        assert_eq!(codes(&text), [("MK0002", "(input)")], "{text:#?}");
+        assert!(
+            text[0].finding.message.contains("a plain string"),
+            "{text:#?}"
+        );
+        assert_eq!(codes(&binary), [("MK0002", "(input)")], "{binary:#?}");
+        assert_eq!(binary[0].finding.severity, Severity::Error);
+    }
+
+    #[test]
+    fn list_items_are_analysed() {
+        let dir = temp_dir("list");
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            parse_one(DR),
+            parse_one(VS_TO_V9),
+        ]});
+        write(&dir, "list.json", &list.to_string());
+        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            codes(&reports),
+            [("MK0201", "VirtualService default/reviews")]
+        );
+    }
+
+    #[test]
+    fn thousands_of_documents_in_one_file_are_analysed() {
+        let dir = temp_dir("large");
+        let mut text = String::new();
+        for i in 0..2000 {
+            text.push_str(&format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\ndata:\n  k: v\n"
+            ));
+        }
+        text.push_str(&format!("---\n{DR}---\n{VS_TO_V9}"));
+        write(&dir, "chart.yaml", &text);
+        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            codes(&reports),
+            [("MK0201", "VirtualService default/reviews")]
+        );
+    }
+
+    #[test]
+    fn a_mapping_without_kind_is_a_warning() {
+        let dir = temp_dir("untyped");
+        write(&dir, "values.yaml", "replicas: 3\n");
+        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(codes(&reports), [("MK0003", "(document)")]);
+        assert_eq!(reports[0].finding.severity, Severity::Warning);
+    }
+
+    fn parse_one(text: &str) -> Value {
+        meshkeeper_crds::parse::yaml_documents(text)
+            .unwrap()
+            .remove(0)
+    }
+
+    const VS_TO_V9: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v9\n";
 
     #[test]
     fn the_bookinfo_pair_is_clean_and_every_sample_passes_its_own_rules() {
@@ -320,13 +529,13 @@ mod tests {
             networking.join("destination-rule-all.yaml"),
             networking.join("virtual-service-all-v1.yaml"),
         ];
-        let reports = analyze(&pair, "default", &[]).unwrap();
+        let reports = analyze(&pair, "default", &[]);
         assert!(reports.is_empty(), "{reports:#?}");
 
         // All samples at once: they are alternatives (several define the
         // DestinationRule `details` differently), so only the rules that
         // judge one object alone must hold for every one of them.
-        let reports = analyze(&[samples], "default", &[]).unwrap();
+        let reports = analyze(&[samples], "default", &[]);
         let errors: Vec<String> = reports
             .iter()
             .filter(|r| r.finding.severity == Severity::Error)
@@ -366,7 +575,14 @@ mod tests {
         let (cluster, mut reports) = decode_cluster(cluster);
         let files: Vec<Loaded> = files
             .iter()
-            .map(|doc| load_document(Path::new("proposed.yaml"), doc.clone(), "default").unwrap())
+            .map(|doc| {
+                load_document(
+                    &Origin::File("proposed.yaml".into()),
+                    doc.clone(),
+                    "default",
+                )
+                .unwrap()
+            })
             .collect();
         reports.extend(judge(&cluster, &files));
         reports
@@ -483,13 +699,12 @@ mod tests {
             "vs.yaml",
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v2\n",
         );
-        let offline = analyze(std::slice::from_ref(&dir), "shop", &[]).unwrap();
+        let offline = analyze(std::slice::from_ref(&dir), "shop", &[]);
         let online = analyze(
             std::slice::from_ref(&dir),
             "shop",
             &[destination_rule("shop", &["v1", "v2"])],
-        )
-        .unwrap();
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(codes(&offline), [("MK0201", "VirtualService shop/reviews")]);
         assert!(online.is_empty(), "{online:#?}");

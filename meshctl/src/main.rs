@@ -24,6 +24,7 @@ use meshkeeper_webhook::inject::Settings;
 mod analyze;
 mod cluster;
 mod kube_inject;
+mod manifests;
 
 #[derive(Parser)]
 #[command(name = "meshctl", version, about = "meshkeeper's command line")]
@@ -38,7 +39,9 @@ enum Command {
     /// folders), the objects judged together. Prints each finding with its
     /// code, object, field path and message; exits non-zero on any error.
     Analyze {
-        /// Files or folders of YAML/JSON manifests.
+        /// Files or folders of YAML/JSON manifests; `-` reads standard
+        /// input. A file named here is read whatever its extension; in a
+        /// folder only `.yaml`, `.yml` and `.json` files are.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         paths: Vec<PathBuf>,
         /// Namespace for objects that name none.
@@ -108,8 +111,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 Vec::new()
             };
-            let reports = analyze::analyze(&paths, &namespace, &cluster_objects)
-                .map_err(anyhow::Error::msg)?;
+            let reports = analyze::analyze(&paths, &namespace, &cluster_objects);
             for report in &reports {
                 println!("{report}");
             }
