@@ -24,6 +24,9 @@ pub const DEFAULT_INBOUND_CAPTURE_PORT: u16 = 15006;
 /// merged-metrics port (15020). Capturing them would send the probes into Envoy's inbound
 /// listener, which has no route for them.
 pub const NEVER_CAPTURED_INBOUND_PORTS: [u16; 3] = [15090, 15021, 15020];
+/// Istio's default status port (`status.sidecar.istio.io/port`); already among the
+/// never-captured ports, so only another value adds a rule.
+pub const DEFAULT_STATUS_PORT: u16 = 15020;
 
 const PROXY_UID_FLAG: &str = "--proxy-uid";
 const PROXY_GID_FLAG: &str = "--proxy-gid";
@@ -39,20 +42,26 @@ pub enum Setting {
     ExcludeOutboundIpRanges,
     IncludeInboundPorts,
     ExcludeInboundPorts,
+    StatusPort,
     ExcludeOutboundPorts,
+    IncludeOutboundPorts,
     ExcludeInterfaces,
+    RerouteVirtualInterfaces,
     InterceptionMode,
 }
 
 impl Setting {
     /// Every setting, in the order `to_args` emits them.
-    pub const ALL: [Setting; 7] = [
+    pub const ALL: [Setting; 10] = [
         Setting::IncludeOutboundIpRanges,
         Setting::ExcludeOutboundIpRanges,
         Setting::IncludeInboundPorts,
         Setting::ExcludeInboundPorts,
+        Setting::StatusPort,
         Setting::ExcludeOutboundPorts,
+        Setting::IncludeOutboundPorts,
         Setting::ExcludeInterfaces,
+        Setting::RerouteVirtualInterfaces,
         Setting::InterceptionMode,
     ];
 
@@ -64,8 +73,11 @@ impl Setting {
             Setting::ExcludeOutboundIpRanges => "--exclude-outbound-ip-ranges",
             Setting::IncludeInboundPorts => "--include-inbound-ports",
             Setting::ExcludeInboundPorts => "--exclude-inbound-ports",
+            Setting::StatusPort => "--status-port",
             Setting::ExcludeOutboundPorts => "--exclude-outbound-ports",
+            Setting::IncludeOutboundPorts => "--include-outbound-ports",
             Setting::ExcludeInterfaces => "--exclude-interfaces",
+            Setting::RerouteVirtualInterfaces => "--reroute-virtual-interfaces",
             Setting::InterceptionMode => "--interception-mode",
         }
     }
@@ -77,9 +89,21 @@ impl Setting {
             Setting::ExcludeOutboundIpRanges => "traffic.sidecar.istio.io/excludeOutboundIPRanges",
             Setting::IncludeInboundPorts => "traffic.sidecar.istio.io/includeInboundPorts",
             Setting::ExcludeInboundPorts => "traffic.sidecar.istio.io/excludeInboundPorts",
+            Setting::StatusPort => "status.sidecar.istio.io/port",
             Setting::ExcludeOutboundPorts => "traffic.sidecar.istio.io/excludeOutboundPorts",
+            Setting::IncludeOutboundPorts => "traffic.sidecar.istio.io/includeOutboundPorts",
             Setting::ExcludeInterfaces => "traffic.sidecar.istio.io/excludeInterfaces",
+            Setting::RerouteVirtualInterfaces => "istio.io/reroute-virtual-interfaces",
             Setting::InterceptionMode => "sidecar.istio.io/interceptionMode",
+        }
+    }
+
+    /// Older names of [`Setting::annotation`] that Istio still reads when the current one is
+    /// absent (the current one wins when both are set).
+    pub fn deprecated_annotations(self) -> &'static [&'static str] {
+        match self {
+            Setting::RerouteVirtualInterfaces => &["traffic.sidecar.istio.io/kubevirtInterfaces"],
+            _ => &[],
         }
     }
 
@@ -97,10 +121,13 @@ impl Setting {
                 "\"*\" for all ports, or comma-separated ports 1-65535 such as 8080,9090 \
                  (an empty value captures no inbound traffic)"
             }
-            Setting::ExcludeInboundPorts | Setting::ExcludeOutboundPorts => {
+            Setting::ExcludeInboundPorts
+            | Setting::ExcludeOutboundPorts
+            | Setting::IncludeOutboundPorts => {
                 "comma-separated ports 1-65535 such as 8080,9090 (may be empty)"
             }
-            Setting::ExcludeInterfaces => {
+            Setting::StatusPort => "a port number 1-65535, or 0 when the proxy has no status port",
+            Setting::ExcludeInterfaces | Setting::RerouteVirtualInterfaces => {
                 "comma-separated Linux interface names of 1-15 characters from letters, digits \
                  and - _ . @ + (a trailing + matches every name with that prefix), such as \
                  eth1,net1 (may be empty)"
@@ -261,8 +288,17 @@ pub struct CaptureConfig {
     pub include_inbound_ports: Ports,
     pub exclude_inbound_ports: Vec<u16>,
     pub exclude_outbound_ports: Vec<u16>,
+    /// Destination ports whose outbound traffic is captured whatever the destination address,
+    /// unless an exclusion says otherwise.
+    pub include_outbound_ports: Vec<u16>,
+    /// The proxy's status port, never captured inbound (so the kubelet's probes reach it);
+    /// 0 for none.
+    pub status_port: u16,
     /// Interface names (validated) whose traffic is never captured.
     pub exclude_interfaces: Vec<String>,
+    /// Interfaces of virtual machines running inside the pod (KubeVirt): what arrives on them
+    /// is the VM's outbound traffic, captured as the pod's own outbound traffic would be.
+    pub reroute_virtual_interfaces: Vec<String>,
     pub interception_mode: InterceptionMode,
     pub proxy_uid: u32,
     pub proxy_gid: u32,
@@ -280,7 +316,10 @@ impl Default for CaptureConfig {
             include_inbound_ports: Ports::All,
             exclude_inbound_ports: Vec::new(),
             exclude_outbound_ports: Vec::new(),
+            include_outbound_ports: Vec::new(),
+            status_port: DEFAULT_STATUS_PORT,
             exclude_interfaces: Vec::new(),
+            reroute_virtual_interfaces: Vec::new(),
             interception_mode: InterceptionMode::Redirect,
             proxy_uid: DEFAULT_PROXY_UID,
             proxy_gid: DEFAULT_PROXY_GID,
@@ -326,8 +365,18 @@ impl CaptureConfig {
             Setting::ExcludeOutboundPorts => {
                 self.exclude_outbound_ports = parse_list(value, parse_port).map_err(invalid)?;
             }
+            Setting::IncludeOutboundPorts => {
+                self.include_outbound_ports = parse_list(value, parse_port).map_err(invalid)?;
+            }
+            Setting::StatusPort => {
+                self.status_port = parse_status_port(value.trim()).map_err(invalid)?;
+            }
             Setting::ExcludeInterfaces => {
                 self.exclude_interfaces =
+                    parse_list(value, parse_interface_name).map_err(invalid)?;
+            }
+            Setting::RerouteVirtualInterfaces => {
+                self.reroute_virtual_interfaces =
                     parse_list(value, parse_interface_name).map_err(invalid)?;
             }
             Setting::InterceptionMode => {
@@ -360,8 +409,11 @@ impl CaptureConfig {
                 Ports::Only(ports) => join(ports),
             },
             Setting::ExcludeInboundPorts => join(&self.exclude_inbound_ports),
+            Setting::StatusPort => self.status_port.to_string(),
             Setting::ExcludeOutboundPorts => join(&self.exclude_outbound_ports),
+            Setting::IncludeOutboundPorts => join(&self.include_outbound_ports),
             Setting::ExcludeInterfaces => self.exclude_interfaces.join(","),
+            Setting::RerouteVirtualInterfaces => self.reroute_virtual_interfaces.join(","),
             Setting::InterceptionMode => self.interception_mode.as_str().to_string(),
         }
     }
@@ -435,6 +487,19 @@ pub struct CaptureFlags {
     /// (annotation traffic.sidecar.istio.io/excludeOutboundPorts).
     #[arg(long, value_name = "PORTS")]
     pub exclude_outbound_ports: Option<String>,
+    /// Outbound destination ports always captured, whatever the destination address:
+    /// comma-separated ports (annotation traffic.sidecar.istio.io/includeOutboundPorts).
+    #[arg(long, value_name = "PORTS")]
+    pub include_outbound_ports: Option<String>,
+    /// The proxy's status port, never captured inbound; 0 for none [default: 15020]
+    /// (annotation status.sidecar.istio.io/port).
+    #[arg(long, value_name = "PORT")]
+    pub status_port: Option<String>,
+    /// Interfaces of virtual machines in the pod whose traffic is captured as outbound:
+    /// comma-separated names (annotation istio.io/reroute-virtual-interfaces, formerly
+    /// traffic.sidecar.istio.io/kubevirtInterfaces).
+    #[arg(long, value_name = "NAMES")]
+    pub reroute_virtual_interfaces: Option<String>,
     /// Interfaces whose traffic is never captured: comma-separated names
     /// (annotation traffic.sidecar.istio.io/excludeInterfaces).
     #[arg(long, value_name = "NAMES")]
@@ -471,8 +536,14 @@ impl CaptureFlags {
             ),
             (Setting::IncludeInboundPorts, self.include_inbound_ports),
             (Setting::ExcludeInboundPorts, self.exclude_inbound_ports),
+            (Setting::StatusPort, self.status_port),
             (Setting::ExcludeOutboundPorts, self.exclude_outbound_ports),
+            (Setting::IncludeOutboundPorts, self.include_outbound_ports),
             (Setting::ExcludeInterfaces, self.exclude_interfaces),
+            (
+                Setting::RerouteVirtualInterfaces,
+                self.reroute_virtual_interfaces,
+            ),
             (Setting::InterceptionMode, self.interception_mode),
         ];
         for (setting, value) in settings {
@@ -544,6 +615,14 @@ fn parse_port(text: &str) -> Result<u16, String> {
         .filter(|port| (1..=65535).contains(port))
         .and_then(|port| u16::try_from(port).ok())
         .ok_or_else(|| "not a port number 1-65535".to_string())
+}
+
+/// A port, or 0 for "no status port" (Istio's way to turn the status server off).
+fn parse_status_port(text: &str) -> Result<u16, String> {
+    if text == "0" {
+        return Ok(0);
+    }
+    parse_port(text)
 }
 
 /// The kernel's rules for a name (1-15 bytes, not `.` or `..`, no `/`, `:` or whitespace),
@@ -884,6 +963,59 @@ mod tests {
             CaptureConfig::from_args(["--exclude-outbound-ip-ranges=10.0.0.0/33".to_string()])
                 .unwrap_err();
         assert_eq!(err.setting(), Some(Setting::ExcludeOutboundIpRanges));
+    }
+
+    #[test]
+    fn new_settings_parse_and_round_trip() {
+        let config = applied(Setting::IncludeOutboundPorts, "443, 8443").unwrap();
+        assert_eq!(config.include_outbound_ports, [443, 8443]);
+        assert_eq!(config.to_args(), ["--include-outbound-ports=443,8443"]);
+        let config = applied(Setting::RerouteVirtualInterfaces, "k6t-eth0,tap0").unwrap();
+        assert_eq!(config.reroute_virtual_interfaces, ["k6t-eth0", "tap0"]);
+        assert_eq!(CaptureConfig::from_args(config.to_args()).unwrap(), config);
+        for (value, port) in [("0", 0), ("15555", 15555), (" 15020 ", 15020)] {
+            assert_eq!(
+                applied(Setting::StatusPort, value).unwrap().status_port,
+                port
+            );
+        }
+        assert!(CaptureConfig::default().to_args().is_empty());
+        assert_eq!(
+            applied(Setting::StatusPort, "0").unwrap().to_args(),
+            ["--status-port=0"]
+        );
+        for value in ["65536", "http", "-1", "15020,15021", ""] {
+            let message = rejection(Setting::StatusPort, value);
+            assert!(message.contains("--status-port"), "{message}");
+            assert!(
+                message.contains("or 0 when the proxy has no status port"),
+                "{message}"
+            );
+        }
+        let message = rejection(Setting::RerouteVirtualInterfaces, "eth 0");
+        assert!(
+            message.contains("character ' ' is not allowed"),
+            "{message}"
+        );
+        rejection(Setting::IncludeOutboundPorts, "0");
+    }
+
+    #[test]
+    fn the_kubevirt_annotation_is_an_older_name() {
+        assert_eq!(
+            Setting::RerouteVirtualInterfaces.annotation(),
+            "istio.io/reroute-virtual-interfaces"
+        );
+        assert_eq!(
+            Setting::RerouteVirtualInterfaces.deprecated_annotations(),
+            ["traffic.sidecar.istio.io/kubevirtInterfaces"]
+        );
+        assert!(
+            Setting::ALL
+                .iter()
+                .filter(|s| **s != Setting::RerouteVirtualInterfaces)
+                .all(|s| s.deprecated_annotations().is_empty())
+        );
     }
 
     #[test]

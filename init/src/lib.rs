@@ -12,7 +12,12 @@
 //! ```text
 //! PREROUTING -p tcp -> MESHKEEPER_INBOUND
 //!     -i <excluded interface>                 RETURN
+//!     -i <virtual interface> ...              the outbound decisions below (exclusions,
+//!                                             included ports and ranges -> MESHKEEPER_REDIRECT),
+//!                                             then RETURN (a VM in the pod: its traffic is
+//!                                             outbound, never inbound)
 //!     --dport 15090 / 15021 / 15020           RETURN   (sidecar ports, never captured)
+//!     --dport <status port>                   RETURN   (status.sidecar.istio.io/port)
 //!     --dport <excluded inbound port>         RETURN
 //!     all TCP, or --dport <included port>     -> MESHKEEPER_IN_REDIRECT (REDIRECT to 15006)
 //!
@@ -26,6 +31,7 @@
 //!     proxy uid / gid 1337                    RETURN   (Envoy's upstream connections)
 //!     -d 127.0.0.1 (::1)                      RETURN
 //!     -d <excluded range>                     RETURN
+//!     --dport <included outbound port>        -> MESHKEEPER_REDIRECT (whatever the address)
 //!     all, or -d <included range>             -> MESHKEEPER_REDIRECT (REDIRECT to 15001)
 //! ```
 //!

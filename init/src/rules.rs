@@ -143,7 +143,7 @@ fn render(cfg: &CaptureConfig, family: Family, deletions: &[String]) -> String {
     lines.extend(CHAINS.iter().map(|chain| format!(":{chain} - [0:0]")));
     lines.extend(CHAINS.iter().map(|chain| format!("-F {chain}")));
     lines.extend(redirect_rules(cfg));
-    lines.extend(inbound_rules(cfg));
+    lines.extend(inbound_rules(cfg, family));
     lines.extend(outbound_rules(cfg, family));
     lines.push(format!("-A PREROUTING -p tcp -j {INBOUND_CHAIN}"));
     lines.push(format!("-A OUTPUT -p tcp -j {OUTBOUND_CHAIN}"));
@@ -166,15 +166,26 @@ fn redirect_rules(cfg: &CaptureConfig) -> Vec<String> {
     ]
 }
 
-/// Exclusions first (they win over an explicit include), then the capture itself.
-fn inbound_rules(cfg: &CaptureConfig) -> Vec<String> {
+/// Exclusions first (they win over an explicit include), then what virtual machines in the
+/// pod send, then the capture itself.
+fn inbound_rules(cfg: &CaptureConfig, family: Family) -> Vec<String> {
     let mut rules: Vec<String> = cfg
         .exclude_interfaces
         .iter()
         .map(|name| format!("-A {INBOUND_CHAIN} -i {name} -j RETURN"))
         .collect();
+    for interface in &cfg.reroute_virtual_interfaces {
+        rules.extend(virtual_interface_rules(cfg, family, interface));
+    }
+    // The status port is where the kubelet probes the proxy: capturing it would send the
+    // probes into Envoy's inbound listener. The default one is already never captured.
+    let status_port = (cfg.status_port != 0
+        && !NEVER_CAPTURED_INBOUND_PORTS.contains(&cfg.status_port)
+        && !cfg.exclude_inbound_ports.contains(&cfg.status_port))
+    .then_some(&cfg.status_port);
     let excluded_ports = NEVER_CAPTURED_INBOUND_PORTS
         .iter()
+        .chain(status_port)
         .chain(&cfg.exclude_inbound_ports);
     rules.extend(
         excluded_ports.map(|port| format!("-A {INBOUND_CHAIN} -p tcp --dport {port} -j RETURN")),
@@ -185,6 +196,43 @@ fn inbound_rules(cfg: &CaptureConfig) -> Vec<String> {
             format!("-A {INBOUND_CHAIN} -p tcp --dport {port} -j {IN_REDIRECT_CHAIN}")
         })),
     }
+    rules
+}
+
+/// A virtual machine inside the pod (KubeVirt) reaches the network through `interface`: what
+/// arrives there is the VM's outbound traffic, so it gets the outbound decisions (the
+/// exclusions, then the includes) with `-i` in place of the owner rules, and whatever is not
+/// redirected to the outbound listener passes untouched, never into the inbound one. Unlike
+/// Istio, the outbound exclusions apply here too: a range or port the pod's author excluded
+/// stays excluded for the VM.
+fn virtual_interface_rules(cfg: &CaptureConfig, family: Family, interface: &str) -> Vec<String> {
+    let chain = format!("-A {INBOUND_CHAIN} -i {interface}");
+    let mut rules: Vec<String> = cfg
+        .exclude_outbound_ports
+        .iter()
+        .map(|port| format!("{chain} -p tcp --dport {port} -j RETURN"))
+        .collect();
+    rules.extend(
+        cfg.exclude_outbound_ip_ranges
+            .iter()
+            .filter(|cidr| family.holds(cidr))
+            .map(|cidr| format!("{chain} -d {cidr} -j RETURN")),
+    );
+    rules.extend(
+        cfg.include_outbound_ports
+            .iter()
+            .map(|port| format!("{chain} -p tcp --dport {port} -j {REDIRECT_CHAIN}")),
+    );
+    match &cfg.include_outbound_ip_ranges {
+        IpRanges::All => rules.push(format!("{chain} -j {REDIRECT_CHAIN}")),
+        IpRanges::Only(cidrs) => rules.extend(
+            cidrs
+                .iter()
+                .filter(|cidr| family.holds(cidr))
+                .map(|cidr| format!("{chain} -d {cidr} -j {REDIRECT_CHAIN}")),
+        ),
+    }
+    rules.push(format!("{chain} -j RETURN"));
     rules
 }
 
@@ -206,6 +254,13 @@ fn outbound_rules(cfg: &CaptureConfig, family: Family) -> Vec<String> {
             .iter()
             .filter(|cidr| family.holds(cidr))
             .map(|cidr| format!("-A {chain} -d {cidr} -j RETURN")),
+    );
+    // After the exclusions (which win), before the ranges: an included port is captured
+    // whatever the destination address, as in Istio.
+    rules.extend(
+        cfg.include_outbound_ports
+            .iter()
+            .map(|port| format!("-A {chain} -p tcp --dport {port} -j {REDIRECT_CHAIN}")),
     );
     match &cfg.include_outbound_ip_ranges {
         IpRanges::All => rules.push(format!("-A {chain} -j {REDIRECT_CHAIN}")),
@@ -300,6 +355,83 @@ mod tests {
             let input = iptables_restore_input(&cfg, family);
             assert!(input.lines().all(|line| line.starts_with('#')), "{input}");
         }
+    }
+
+    #[test]
+    fn included_outbound_ports_come_after_the_exclusions() {
+        let cfg = config(&[
+            (Setting::IncludeOutboundIpRanges, ""),
+            (Setting::ExcludeOutboundIpRanges, "169.254.169.254/32"),
+            (Setting::IncludeOutboundPorts, "443"),
+        ]);
+        let v4 = iptables_restore_input(&cfg, Family::V4);
+        let include = v4
+            .find("-A MESHKEEPER_OUTBOUND -p tcp --dport 443 -j MESHKEEPER_REDIRECT")
+            .unwrap();
+        let exclude = v4.find("-d 169.254.169.254/32 -j RETURN").unwrap();
+        let proxy = v4.find("-m owner --gid-owner 1337 -j RETURN").unwrap();
+        assert!(exclude < include && proxy < include, "{v4}");
+        // No range is included, so nothing else is redirected outbound.
+        assert_eq!(v4.matches("-j MESHKEEPER_REDIRECT").count(), 1, "{v4}");
+    }
+
+    #[test]
+    fn the_status_port_is_never_captured_inbound() {
+        let inbound_returns = |cfg: &CaptureConfig| -> Vec<String> {
+            iptables_restore_input(cfg, Family::V4)
+                .lines()
+                .filter(|line| line.starts_with("-A MESHKEEPER_INBOUND -p tcp --dport"))
+                .map(str::to_string)
+                .collect()
+        };
+        let default = inbound_returns(&CaptureConfig::default());
+        let custom = inbound_returns(&config(&[(Setting::StatusPort, "15555")]));
+        assert_eq!(custom.len(), default.len() + 1, "{custom:?}");
+        assert!(custom.contains(&"-A MESHKEEPER_INBOUND -p tcp --dport 15555 -j RETURN".into()));
+        // The default port, 0 and an already excluded port add nothing.
+        assert_eq!(
+            inbound_returns(&config(&[(Setting::StatusPort, "15020")])),
+            default
+        );
+        assert_eq!(
+            inbound_returns(&config(&[(Setting::StatusPort, "0")])),
+            default
+        );
+        let both = config(&[
+            (Setting::StatusPort, "9000"),
+            (Setting::ExcludeInboundPorts, "9000"),
+        ]);
+        assert_eq!(inbound_returns(&both).len(), default.len() + 1);
+    }
+
+    #[test]
+    fn virtual_interfaces_get_the_outbound_decisions_and_never_the_inbound_one() {
+        let cfg = config(&[
+            (Setting::RerouteVirtualInterfaces, "k6t-eth0"),
+            (Setting::IncludeOutboundIpRanges, "10.0.0.0/8,fd00::/8"),
+            (Setting::ExcludeOutboundPorts, "5432"),
+        ]);
+        let v4 = iptables_restore_input(&cfg, Family::V4);
+        let ours: Vec<&str> = v4.lines().filter(|l| l.contains("-i k6t-eth0")).collect();
+        assert_eq!(
+            ours,
+            [
+                "-A MESHKEEPER_INBOUND -i k6t-eth0 -p tcp --dport 5432 -j RETURN",
+                "-A MESHKEEPER_INBOUND -i k6t-eth0 -d 10.0.0.0/8 -j MESHKEEPER_REDIRECT",
+                "-A MESHKEEPER_INBOUND -i k6t-eth0 -j RETURN",
+            ]
+        );
+        // Before the inbound capture, which would otherwise take the VM's traffic.
+        let last = v4.find("-i k6t-eth0 -j RETURN").unwrap();
+        let inbound = v4
+            .find("-A MESHKEEPER_INBOUND -p tcp -j MESHKEEPER_IN_REDIRECT")
+            .unwrap();
+        assert!(last < inbound, "{v4}");
+        let v6 = iptables_restore_input(&cfg, Family::V6);
+        assert!(
+            v6.contains("-i k6t-eth0 -d fd00::/8 -j MESHKEEPER_REDIRECT") && !v6.contains("10.0"),
+            "{v6}"
+        );
     }
 
     const SAVED: &str = "\

@@ -53,6 +53,26 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     ("mode-none", &["--interception-mode=NONE"]),
+    (
+        "include-outbound-ports",
+        &[
+            "--include-outbound-ip-ranges=",
+            "--include-outbound-ports=443,8443",
+            "--exclude-outbound-ports=8443",
+            "--status-port=15555",
+        ],
+    ),
+    (
+        "virtual-interfaces",
+        &[
+            "--reroute-virtual-interfaces=k6t-eth0,tap0",
+            "--include-outbound-ip-ranges=10.0.0.0/8,fd00::/8",
+            "--exclude-outbound-ip-ranges=10.1.0.0/16",
+            "--exclude-outbound-ports=5432",
+            "--include-outbound-ports=9443",
+            "--exclude-interfaces=net1",
+        ],
+    ),
 ];
 
 fn golden_path(name: &str) -> PathBuf {

@@ -171,6 +171,8 @@ impl Drop for Netns {
 struct Net {
     pod: Netns,
     peer: Netns,
+    /// The pod's end of the veth pair.
+    pod_if: String,
 }
 
 /// Two namespaces named after `tag` and this process, joined by a veth pair with both
@@ -218,7 +220,7 @@ fn setup(tag: char) -> Net {
             },
         );
     }
-    Net { pod, peer }
+    Net { pod, peer, pod_if }
 }
 
 /// A listener in a namespace that gives up accepting after [`DEADLINE`].
@@ -492,4 +494,52 @@ fn every_golden_config_applies() {
         applied += 1;
     }
     assert!(applied >= 6, "only {applied} golden files");
+}
+
+/// `includeOutboundPorts` captures a port whatever the address, the status port stays out of
+/// inbound capture, and what arrives on a rerouted virtual interface is treated as outbound.
+#[test]
+fn included_ports_status_port_and_virtual_interfaces() {
+    let net = setup('v');
+    let any: IpAddr = Ipv4Addr::UNSPECIFIED.into();
+    let outbound = Listener::bind(&net.pod, any, 15001, "the outbound capture port 15001");
+    let inbound = Listener::bind(&net.pod, any, 15006, "the inbound capture port 15006");
+    let app = Listener::bind(&net.pod, any, APP_PORT, "the pod's application");
+    let status = Listener::bind(&net.pod, any, 15555, "the pod's custom status port");
+    let pod_db = Listener::bind(&net.pod, any, PEER_DB_PORT, "a pod listener on 5432");
+    let web = Listener::bind(&net.peer, any, PEER_WEB_PORT, "the peer's web listener");
+    let db = Listener::bind(&net.peer, any, PEER_DB_PORT, "the peer's database listener");
+
+    net.pod.init_ok(&[
+        "--include-outbound-ip-ranges=",
+        "--include-outbound-ports=9090",
+        "--status-port=15555",
+    ]);
+    // No range is captured, but port 9090 is.
+    let _client = connect(&net.pod, (PEER_V4, PEER_WEB_PORT).into());
+    let (captured, _) = lands_on(&outbound, &[&web, &inbound]);
+    assert_eq!(
+        original_destination(&captured),
+        SocketAddr::from((PEER_V4, PEER_WEB_PORT))
+    );
+    let _client = connect(&net.pod, (PEER_V4, PEER_DB_PORT).into());
+    lands_on(&db, &[&outbound]);
+    // The custom status port is not captured; the application's port still is.
+    let _client = connect(&net.peer, (POD_V4, 15555).into());
+    lands_on(&status, &[&inbound]);
+    let _client = connect(&net.peer, (POD_V4, APP_PORT).into());
+    lands_on(&inbound, &[&app, &outbound]);
+
+    // Now the pod's veth plays the VM's interface: what arrives there is outbound traffic.
+    let virtual_if = format!("--reroute-virtual-interfaces={}", net.pod_if);
+    net.pod.init_ok(&[virtual_if.as_str(), EXCLUDE_DB]);
+    let _client = connect(&net.peer, (POD_V4, APP_PORT).into());
+    let (captured, _) = lands_on(&outbound, &[&inbound, &app]);
+    assert_eq!(
+        original_destination(&captured),
+        SocketAddr::from((POD_V4, APP_PORT))
+    );
+    // An excluded outbound port is excluded for the VM too: untouched, not inbound-captured.
+    let _client = connect(&net.peer, (POD_V4, PEER_DB_PORT).into());
+    lands_on(&pod_db, &[&outbound, &inbound]);
 }
