@@ -15,18 +15,22 @@ const ISTIO_NETWORKING_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
 /// Every CRD meshkeeper installs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
     let crds = vec![
-        serve_as(
+        spec_optional(serve_as(
             networking::VirtualService::crd(),
             &ISTIO_NETWORKING_VERSIONS,
-        ),
-        serve_as(
+        )),
+        spec_optional(serve_as(
             networking::DestinationRule::crd(),
             &ISTIO_NETWORKING_VERSIONS,
-        ),
-        serve_as(networking::Gateway::crd(), &ISTIO_NETWORKING_VERSIONS),
+        )),
+        spec_optional(serve_as(
+            networking::Gateway::crd(),
+            &ISTIO_NETWORKING_VERSIONS,
+        )),
+        // Istio's own schema requires `spec` for ServiceEntry only.
         serve_as(networking::ServiceEntry::crd(), &ISTIO_NETWORKING_VERSIONS),
-        networking::EnvoyFilter::crd(),
-        networking::ProxyConfig::crd(),
+        spec_optional(networking::EnvoyFilter::crd()),
+        spec_optional(networking::ProxyConfig::crd()),
         meshkeeper::mesh::Mesh::crd(),
         meshkeeper::mesh_revision::MeshRevision::crd(),
     ];
@@ -95,6 +99,34 @@ fn rewrite_formats(node: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(rewrite_formats),
         _ => {}
     }
+}
+
+/// Drops the `required: [spec]` kube-derive puts on every root: Istio's
+/// schema lets these kinds omit `spec` (an empty one), so ours must too or
+/// the API server refuses objects Istio accepts. The typed parse fills the
+/// gap (see [`crate::parse::from_value`]).
+fn spec_optional(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    debug_assert!(
+        networking::SPEC_OPTIONAL_KINDS.contains(&crd.spec.names.kind.as_str()),
+        "{} is not listed in SPEC_OPTIONAL_KINDS",
+        crd.spec.names.kind
+    );
+    for version in &mut crd.spec.versions {
+        let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        if let Some(required) = root.required.as_mut() {
+            required.retain(|field| field != "spec");
+            if required.is_empty() {
+                root.required = None;
+            }
+        }
+    }
+    crd
 }
 
 /// Serves the single version a type derives under several names with the

@@ -2,7 +2,11 @@
 //! path (`spec.http[0].route[1].weight`) and the offending value, and a parse
 //! never panics.
 
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
+
+use crate::networking::SPEC_OPTIONAL_KINDS;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
@@ -34,8 +38,15 @@ pub fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, ParseError> 
 
 /// Deserializes `value` into `T`, reporting the path of the first field that
 /// does not fit.
+///
+/// A `networking.istio.io` object of a kind whose `spec` Istio does not
+/// require ([`SPEC_OPTIONAL_KINDS`]) and that has none is read with an empty
+/// `spec`: the generated root types make the field mandatory, but every
+/// reader (admission, watches, `meshctl analyze`) must accept what Istio
+/// accepts.
 pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ParseError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let value = with_empty_spec_if_optional(value);
+    serde_path_to_error::deserialize(value.as_ref()).map_err(|e| {
         let path = e.path().to_string();
         ParseError::Field {
             path: if path == "." {
@@ -46,6 +57,29 @@ pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, P
             message: e.into_inner().to_string(),
         }
     })
+}
+
+/// `value` with `spec: {}` added when it is a spec-less object of one of the
+/// [`SPEC_OPTIONAL_KINDS`]; otherwise `value` itself, not copied.
+fn with_empty_spec_if_optional(value: &serde_json::Value) -> Cow<'_, serde_json::Value> {
+    let Some(object) = value.as_object() else {
+        return Cow::Borrowed(value);
+    };
+    let istio_networking = object
+        .get("apiVersion")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|v| v.split('/').next() == Some("networking.istio.io"));
+    let optional_kind = object
+        .get("kind")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|k| SPEC_OPTIONAL_KINDS.contains(&k));
+    let spec_missing = object.get("spec").is_none_or(serde_json::Value::is_null);
+    if !(istio_networking && optional_kind && spec_missing) {
+        return Cow::Borrowed(value);
+    }
+    let mut object = object.clone();
+    object.insert("spec".into(), serde_json::json!({}));
+    Cow::Owned(serde_json::Value::Object(object))
 }
 
 /// Parses JSON bytes (an API request body) into `T` with field paths.
@@ -106,6 +140,44 @@ mod tests {
             yaml_documents("a: [1, 2\n"),
             Err(ParseError::Yaml(_))
         ));
+    }
+
+    #[test]
+    fn spec_less_objects_of_kinds_istio_allows_parse_as_empty() {
+        use crate::networking::{NetworkingObject, ProxyConfig, ServiceEntry, VirtualService};
+        let doc = |api_version: &str, kind: &str| {
+            serde_json::json!({
+                "apiVersion": api_version,
+                "kind": kind,
+                "metadata": {"name": "empty", "namespace": "default"}
+            })
+        };
+        let pc: ProxyConfig = from_value(&doc("networking.istio.io/v1beta1", "ProxyConfig"))
+            .expect("a ProxyConfig without spec is accepted");
+        assert_eq!(pc.spec, Default::default());
+        let mut null_spec = doc("networking.istio.io/v1beta1", "ProxyConfig");
+        null_spec["spec"] = serde_json::Value::Null;
+        assert!(from_value::<ProxyConfig>(&null_spec).is_ok());
+        for (version, kind) in [
+            ("v1", "VirtualService"),
+            ("v1", "DestinationRule"),
+            ("v1", "Gateway"),
+            ("v1alpha3", "EnvoyFilter"),
+            ("v1beta1", "ProxyConfig"),
+        ] {
+            let value = doc(&format!("networking.istio.io/{version}"), kind);
+            assert!(
+                NetworkingObject::from_value(&value).is_ok(),
+                "{kind} without spec refused"
+            );
+        }
+        let vs: VirtualService = from_value(&doc("networking.istio.io/v1", "VirtualService"))
+            .expect("VirtualService without spec");
+        assert_eq!(vs.spec, Default::default());
+        // Istio's schema requires a ServiceEntry's spec; so does ours.
+        let err = from_value::<ServiceEntry>(&doc("networking.istio.io/v1", "ServiceEntry"))
+            .expect_err("ServiceEntry needs a spec");
+        assert!(err.to_string().contains("spec"), "{err}");
     }
 
     #[test]

@@ -134,6 +134,10 @@ pub struct RetryBudget {
     /// Retries always allowed whatever the share gives (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_retry_concurrency: Option<u32>,
+    /// Window over which new requests also count towards the budget; the
+    /// default (`0ms`) counts only requests active right now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_interval: Option<Duration>,
 }
 
 /// A named subset of the host's endpoints, with its own policy overrides.
@@ -160,9 +164,14 @@ pub struct LoadBalancerSettings {
     pub simple: Option<SimpleLb>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent_hash: Option<ConsistentHashLb>,
-    /// Replaces the mesh-wide locality settings as a whole.
+    /// Replaces the mesh-wide locality settings as a whole. Istio allows
+    /// either this or `zoneAwareLbSetting`, not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality_lb_setting: Option<LocalityLoadBalancerSetting>,
+    /// Envoy's zone-aware routing; replaces the mesh-wide settings as a
+    /// whole. Istio allows either this or `localityLbSetting`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_aware_lb_setting: Option<ZoneAwareLoadBalancerSetting>,
     /// Deprecated: use `warmup`. Slow-start window for new endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_duration_secs: Option<Duration>,
@@ -300,6 +309,29 @@ pub struct LocalityDistribute {
     pub to: Option<BTreeMap<String, u32>>,
 }
 
+/// Zone-aware load balancing: traffic stays in the caller's zone while that
+/// zone has enough healthy endpoints, with optional cross-region ordering.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ZoneAwareLoadBalancerSetting {
+    /// Turns zone-aware load balancing on or off for this rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Order of the regions traffic moves to when the local region's
+    /// endpoints become unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Vec<LocalityFailover>>,
+    /// Ordered labels (`key` or `key=value`) ranking endpoints into priority
+    /// tiers on top of the automatic region/zone ones (so not the region,
+    /// zone or subzone labels themselves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_priority: Option<Vec<String>>,
+    /// Hosts the local region needs before zone-aware routing applies
+    /// (Envoy's default is 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_cluster_size: Option<u32>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalityFailover {
@@ -378,6 +410,22 @@ pub struct HttpSettings {
     /// Concurrent streams per HTTP/2 connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<i32>,
+    /// HTTP/2 PING frames on upstream connections, to find dead peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_keep_alive: Option<ConnectionKeepalive>,
+}
+
+/// HTTP/2 PING settings of an upstream connection pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionKeepalive {
+    /// Time between PINGs. Istio requires it when `http2KeepAlive` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// How long a PING may go unanswered before the connection is closed.
+    /// Istio requires it when `http2KeepAlive` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
 }
 
 /// Whether HTTP/1.1 upstream connections are upgraded to HTTP/2.
@@ -421,6 +469,10 @@ pub struct OutlierDetection {
     /// Below this share of healthy hosts, ejection stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_health_percent: Option<i32>,
+    /// HTTP status codes (100..=599) counted as errors towards the
+    /// thresholds above; unset means any 5xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection_http_error_codes: Option<Vec<u32>>,
 }
 
 /// TLS the proxy originates to the upstream.
@@ -527,7 +579,8 @@ mod tests {
                 "idleTimeout": "1h",
                 "h2UpgradePolicy": "DO_NOT_UPGRADE",
                 "useClientProtocol": false,
-                "maxConcurrentStreams": 0
+                "maxConcurrentStreams": 0,
+                "http2KeepAlive": {"interval": "30s", "timeout": "5s"}
             }
         });
         let outlier = json!({
@@ -539,7 +592,8 @@ mod tests {
             "interval": "5m",
             "baseEjectionTime": "15m",
             "maxEjectionPercent": 100,
-            "minHealthPercent": 0
+            "minHealthPercent": 0,
+            "outlierDetectionHttpErrorCodes": [500, 503, 429]
         });
         let tls = json!({
             "mode": "MUTUAL",
@@ -566,7 +620,7 @@ mod tests {
             }],
             "tunnel": {"protocol": "POST", "targetHost": "10.0.0.1", "targetPort": 8443},
             "proxyProtocol": {"version": "V2"},
-            "retryBudget": {"percent": 25.5, "minRetryConcurrency": 5}
+            "retryBudget": {"percent": 25.5, "minRetryConcurrency": 5, "budgetInterval": "10s"}
         });
         if empty_port_list {
             policy["portLevelSettings"] = json!([]);
@@ -591,6 +645,45 @@ mod tests {
             "workloadSelector": {"matchLabels": {"app": "ratings"}}
         });
         assert_eq!(round_trip(&input), input);
+    }
+
+    #[test]
+    fn fields_added_in_recent_istio_parse_without_loss() {
+        // Istio accepts each of these; dropping one would silently change
+        // the traffic policy, so each must survive a round trip.
+        let input = json!({
+            "host": "ratings.prod.svc.cluster.local",
+            "trafficPolicy": {
+                "loadBalancer": {
+                    "simple": "LEAST_REQUEST",
+                    "zoneAwareLbSetting": {
+                        "enabled": true,
+                        "failover": [{"from": "us-east", "to": "eu-west"}],
+                        "failoverPriority": ["topology.istio.io/network"],
+                        "minClusterSize": 3
+                    }
+                },
+                "connectionPool": {
+                    "http": {"http2KeepAlive": {"interval": "10s", "timeout": "2s"}}
+                },
+                "outlierDetection": {"outlierDetectionHttpErrorCodes": [503]},
+                "retryBudget": {"budgetInterval": "0ms"}
+            }
+        });
+        assert_eq!(round_trip(&input), input);
+        let spec: DestinationRuleSpec = serde_json::from_value(input).expect("parse");
+        let keepalive = spec
+            .traffic_policy
+            .and_then(|p| p.connection_pool)
+            .and_then(|p| p.http)
+            .and_then(|h| h.http2_keep_alive);
+        assert_eq!(
+            keepalive,
+            Some(ConnectionKeepalive {
+                interval: Some("10s".into()),
+                timeout: Some("2s".into()),
+            })
+        );
     }
 
     #[test]

@@ -123,6 +123,12 @@ pub struct ServerTlsSettings {
     /// Cipher suites allowed; Envoy's defaults when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cipher_suites: Option<Vec<String>>,
+    /// Verify a presented client certificate but let the connection through
+    /// when verification fails (Gateway API's `AllowInsecureFallback`): the
+    /// backend can still judge the certificate forwarded in
+    /// `x-forwarded-client-cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// Istio's `ServerTLSSettings.TLSmode`.
@@ -235,7 +241,8 @@ mod tests {
                         "verifyCertificateHash": ["AB:CD:EF:01", "abcdef01"],
                         "minProtocolVersion": "TLSV1_2",
                         "maxProtocolVersion": "TLSV1_3",
-                        "cipherSuites": ["ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384"]
+                        "cipherSuites": ["ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384"],
+                        "insecureSkipVerify": true
                     },
                     "defaultEndpoint": "127.0.0.1:8080",
                     "name": "https-edge"

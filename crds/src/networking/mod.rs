@@ -40,6 +40,17 @@ pub const KINDS: [&str; 6] = [
     "ProxyConfig",
 ];
 
+/// Kinds whose `spec` Istio's schema does not require: an object without
+/// one means an empty spec (the per-kind checks then say what is missing).
+/// ServiceEntry is not among them: Istio's schema requires its `spec`.
+pub const SPEC_OPTIONAL_KINDS: [&str; 5] = [
+    "VirtualService",
+    "DestinationRule",
+    "Gateway",
+    "EnvoyFilter",
+    "ProxyConfig",
+];
+
 impl NetworkingObject {
     /// Parses a `networking.istio.io` object of any served version.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, ParseError> {

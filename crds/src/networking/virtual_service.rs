@@ -304,9 +304,15 @@ pub struct HeaderOperations {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpRedirect {
-    /// New path of the URL.
+    /// New path of the URL, replacing the whole path. Istio allows either
+    /// this or `prefixRewrite`, not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// New prefix of the path in place of the one the route's prefix match
+    /// matched (the match must be a prefix match). Istio allows either this
+    /// or `uri`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
     /// New authority/host of the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
@@ -783,7 +789,7 @@ mod tests {
                     "corsPolicy": {"unmatchedPreflights": "FORWARD"}
                 },
                 {
-                    "redirect": {"derivePort": "FROM_REQUEST_PORT"},
+                    "redirect": {"derivePort": "FROM_REQUEST_PORT", "prefixRewrite": "/v2/"},
                     "fault": {"abort": {"http2Error": "REFUSED_STREAM"}},
                     "corsPolicy": {"unmatchedPreflights": "UNSPECIFIED"}
                 },
