@@ -1,0 +1,158 @@
+//! Starting one container process: the node re-executes itself as
+//! `meshkeeper-node launch SPEC.json`, and this code, running alone in that
+//! fresh single-threaded process, enters the pod's network namespace, gives
+//! the container a private mount namespace with its volumes bound where the
+//! pod spec says, drops to the container's user and execs the program.
+//!
+//! Doing it in a separate process keeps namespace changes away from the
+//! node's multi-threaded runtime (setns only moves the calling thread).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+use serde::{Deserialize, Serialize};
+
+/// Everything the launcher needs, written by the node as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LaunchSpec {
+    /// `/run/netns/<name>` of the pod.
+    pub netns: PathBuf,
+    pub mounts: Vec<BindMount>,
+    pub uid: u32,
+    pub gid: u32,
+    /// `securityContext.readOnlyRootFilesystem`.
+    pub read_only_root: bool,
+    pub workdir: Option<PathBuf>,
+    /// Program (absolute) and its arguments.
+    pub argv: Vec<String>,
+    /// The whole environment: nothing of the node's leaks in.
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// Never returns on success: the process becomes the container.
+pub fn launch(spec_file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(spec_file)
+        .with_context(|| format!("reading launch spec {}", spec_file.display()))?;
+    let spec: LaunchSpec = serde_json::from_str(&text)
+        .with_context(|| format!("parsing launch spec {}", spec_file.display()))?;
+    let Some((program, args)) = spec.argv.split_first() else {
+        bail!("launch spec {} has an empty argv", spec_file.display());
+    };
+
+    enter_network_namespace(&spec.netns)?;
+    unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
+    // Private propagation: the container's mounts never reach the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("making / private in the container's mount namespace")?;
+    if spec.read_only_root {
+        // Remount the root read-only first: volume targets are then created
+        // beforehand, which keeps the root the pod asked for read-only.
+        for m in &spec.mounts {
+            prepare_target(&m.source, &m.target)?;
+        }
+        remount_read_only(Path::new("/"))?;
+    }
+    for m in &spec.mounts {
+        bind(m)?;
+    }
+    drop_privileges(spec.uid, spec.gid)?;
+
+    let workdir = spec.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let err = Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&workdir)
+        .exec();
+    bail!("exec {program}: {err}")
+}
+
+fn enter_network_namespace(path: &Path) -> anyhow::Result<()> {
+    let ns = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    setns(&ns, CloneFlags::CLONE_NEWNET).with_context(|| format!("setns {}", path.display()))
+}
+
+/// Creates the mount point, a file or a folder to match the source.
+fn prepare_target(source: &Path, target: &Path) -> anyhow::Result<()> {
+    if target.exists() {
+        return Ok(());
+    }
+    if source.is_dir() {
+        std::fs::create_dir_all(target)
+    } else {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        File::create(target).map(|_| ())
+    }
+    .with_context(|| format!("creating mount point {}", target.display()))
+}
+
+fn bind(m: &BindMount) -> anyhow::Result<()> {
+    prepare_target(&m.source, &m.target)?;
+    mount(
+        Some(&m.source),
+        &m.target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind {} -> {}", m.source.display(), m.target.display()))?;
+    if m.read_only {
+        remount_read_only(&m.target)?;
+    }
+    Ok(())
+}
+
+fn remount_read_only(target: &Path) -> anyhow::Result<()> {
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .with_context(|| format!("remounting {} read-only", target.display()))
+}
+
+fn drop_privileges(uid: u32, gid: u32) -> anyhow::Result<()> {
+    if uid == 0 && gid == 0 {
+        return Ok(());
+    }
+    setgroups(&[Gid::from_raw(gid)]).context("setgroups")?;
+    setgid(Gid::from_raw(gid)).with_context(|| format!("setgid {gid}"))?;
+    setuid(Uid::from_raw(uid)).with_context(|| format!("setuid {uid}"))?;
+    Ok(())
+}
+
+/// Whether `argv[0]` is something exec can run (used to fail a pod with a
+/// clear message before any process starts).
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    CString::new(path.as_os_str().as_encoded_bytes()).is_ok()
+        && path
+            .metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+}
