@@ -13,12 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 use meshkeeper_crds::networking::common::Labels;
 use meshkeeper_crds::networking::destination_rule::DestinationRule;
 use meshkeeper_crds::networking::virtual_service::VirtualService;
+use meshkeeper_crds::networking::{Gateway, ServiceEntry};
 
 use super::state::ValidationView;
 use crate::validate::index::{DEFAULT_CLUSTER_DOMAIN, DEFAULT_ROOT_NAMESPACE, Index, ObjectKey};
@@ -116,6 +118,8 @@ pub enum ViewEvent {
     Namespace(Event<DynamicObject>),
     Service(Event<DynamicObject>),
     Pod(Event<DynamicObject>),
+    Gateway(Event<DynamicObject>),
+    ServiceEntry(Event<DynamicObject>),
 }
 
 /// Everything the validation view is built from, and the index itself,
@@ -128,6 +132,8 @@ pub struct ClusterView {
     namespaces: Listing,
     services: Listing,
     pods: Listing,
+    gateways: Listing,
+    service_entries: Listing,
     terminating_namespaces: HashSet<String>,
     /// Services with a non-empty selector → that selector. A Service without
     /// one (or with an empty one) is left out: Kubernetes manages no
@@ -147,6 +153,8 @@ impl Default for ClusterView {
             namespaces: Listing::default(),
             services: Listing::default(),
             pods: Listing::default(),
+            gateways: Listing::default(),
+            service_entries: Listing::default(),
             terminating_namespaces: HashSet::new(),
             selectors: BTreeMap::new(),
             pod_summaries: BTreeMap::new(),
@@ -172,6 +180,8 @@ impl ClusterView {
             && self.namespaces.synced()
             && self.services.synced()
             && self.pods.synced()
+            && self.gateways.synced()
+            && self.service_entries.synced()
     }
 
     /// Applies one event. Returns whether the view may have changed, and
@@ -207,10 +217,33 @@ impl ClusterView {
                 (changed, problems)
             }
             ViewEvent::Service(e) => {
-                let (delta, problems) = self.services.apply(e, parse_service_selector);
+                let (delta, problems) = self.services.apply(e, parse_service);
                 let changed = delta.is_some();
                 if let Some(delta) = delta {
                     self.apply_services(delta);
+                }
+                // Only a complete list says a host without a Service is missing.
+                let known = self.services.synced();
+                self.index.catalog_mut().set_services_known(known);
+                (changed, problems)
+            }
+            ViewEvent::Gateway(e) => {
+                let (delta, problems) = self
+                    .gateways
+                    .apply(e, |o| parse_typed::<Gateway>(o, "Gateway"));
+                let changed = delta.is_some();
+                if let Some(delta) = delta {
+                    self.apply_gateways(delta);
+                }
+                (changed, problems)
+            }
+            ViewEvent::ServiceEntry(e) => {
+                let (delta, problems) = self
+                    .service_entries
+                    .apply(e, |o| parse_typed::<ServiceEntry>(o, "ServiceEntry"));
+                let changed = delta.is_some();
+                if let Some(delta) = delta {
+                    self.apply_service_entries(delta);
                 }
                 (changed, problems)
             }
@@ -293,19 +326,55 @@ impl ClusterView {
         }
     }
 
-    fn apply_services(&mut self, delta: Delta<Option<Labels>>) {
+    fn apply_services(&mut self, delta: Delta<ParsedService>) {
         match delta {
-            Delta::Upsert(key, selector) => self.set_selector(key, selector),
-            Delta::Remove(key) => self.set_selector(key, None),
+            Delta::Upsert(key, parsed) => {
+                self.index.catalog_mut().upsert_service(&parsed.service);
+                self.set_selector(key, parsed.selector);
+            }
+            Delta::Remove(key) => {
+                self.index.catalog_mut().remove_service(&key.0, &key.1);
+                self.set_selector(key, None);
+            }
             Delta::Retain(listed) => {
-                let gone: Vec<Key> = self
+                let unlisted: Vec<Key> = self
                     .selectors
                     .keys()
                     .filter(|key| !listed.contains(*key))
                     .cloned()
                     .collect();
-                for key in gone {
+                for key in unlisted {
                     self.set_selector(key, None);
+                }
+                let catalog = self.index.catalog_mut();
+                for key in gone(catalog.service_keys(), &listed) {
+                    catalog.remove_service(&key.namespace, &key.name);
+                }
+            }
+        }
+    }
+
+    fn apply_gateways(&mut self, delta: Delta<Gateway>) {
+        let catalog = self.index.catalog_mut();
+        match delta {
+            Delta::Upsert(_, gateway) => catalog.upsert_gateway(&gateway),
+            Delta::Remove((namespace, name)) => catalog.remove_gateway(&namespace, &name),
+            Delta::Retain(listed) => {
+                for key in gone(catalog.gateway_keys(), &listed) {
+                    catalog.remove_gateway(&key.namespace, &key.name);
+                }
+            }
+        }
+    }
+
+    fn apply_service_entries(&mut self, delta: Delta<ServiceEntry>) {
+        let catalog = self.index.catalog_mut();
+        match delta {
+            Delta::Upsert(_, entry) => catalog.upsert_service_entry(&entry),
+            Delta::Remove((namespace, name)) => catalog.remove_service_entry(&namespace, &name),
+            Delta::Retain(listed) => {
+                for key in gone(catalog.service_entry_keys(), &listed) {
+                    catalog.remove_service_entry(&key.namespace, &key.name);
                 }
             }
         }
@@ -423,6 +492,29 @@ fn selector_matches(selector: &Labels, pod_labels: &Labels) -> bool {
         .all(|(key, value)| pod_labels.get(key) == Some(value))
 }
 
+/// What the view keeps of a Service: its selector (for the pods behind
+/// it) and the Service itself (ports, for the reference checks).
+#[derive(Debug, PartialEq)]
+pub struct ParsedService {
+    selector: Option<Labels>,
+    service: Service,
+}
+
+fn parse_service(object: &DynamicObject) -> Result<ParsedService, String> {
+    let selector = parse_service_selector(object)?;
+    let describe = || {
+        format!(
+            "Service {}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        )
+    };
+    let value = serde_json::to_value(object).map_err(|e| format!("{}: {e}", describe()))?;
+    let service = serde_json::from_value(value)
+        .map_err(|e| format!("{} is ignored for validation: {e}", describe()))?;
+    Ok(ParsedService { selector, service })
+}
+
 fn parse_service_selector(service: &DynamicObject) -> Result<Option<Labels>, String> {
     let selector = &service.data["spec"]["selector"];
     if selector.is_null() {
@@ -514,6 +606,8 @@ mod tests {
             ViewEvent::Namespace,
             ViewEvent::Service,
             ViewEvent::Pod,
+            ViewEvent::Gateway,
+            ViewEvent::ServiceEntry,
         ] {
             view.apply(make(Event::Init));
             view.apply(make(Event::InitDone));
@@ -535,6 +629,11 @@ mod tests {
         assert!(!view.synced(), "pods not listed yet");
         view.apply(ViewEvent::Pod(Event::Init));
         view.apply(ViewEvent::Pod(Event::InitDone));
+        view.apply(ViewEvent::Gateway(Event::Init));
+        view.apply(ViewEvent::Gateway(Event::InitDone));
+        assert!(!view.synced());
+        view.apply(ViewEvent::ServiceEntry(Event::Init));
+        view.apply(ViewEvent::ServiceEntry(Event::InitDone));
         assert!(view.synced());
     }
 

@@ -16,6 +16,7 @@ use meshkeeper_crds::networking::proxy_config::ProxyConfig;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use meshkeeper_crds::networking::destination_rule::DestinationRule;
 use meshkeeper_crds::networking::virtual_service::VirtualService;
+use meshkeeper_crds::networking::{Gateway, ServiceEntry};
 
 use super::cluster_view::{ClusterView, ViewEvent};
 use super::state::{ProxyConfigIndex, State, parse_mesh_revision};
@@ -121,10 +122,13 @@ pub async fn watch_proxy_configs(client: kube::Client, state: Arc<State>) {
     }
 }
 
-/// Keeps the validation view current: VirtualServices and
-/// DestinationRules in all namespaces, Namespaces (to allow deletions
-/// while a namespace terminates), and Services and running Pods (to warn
-/// about subsets no running pod serves). Publishes nothing until every kind
+/// Keeps the validation view current: VirtualServices, DestinationRules,
+/// Gateways and ServiceEntries in all namespaces, Namespaces (to allow
+/// deletions while a namespace terminates), Services (their ports and
+/// selectors, for the reference checks) and running Pods (to warn about
+/// subsets no running pod serves). Secrets are not watched (the webhook has
+/// no right to read them), so `credentialName` checks are left to
+/// `meshctl analyze`. Publishes nothing until every kind
 /// is listed, so no request is judged on a partial view.
 pub async fn watch_validation_view(client: kube::Client, state: Arc<State>) {
     let watch = |resource: ApiResource, config: watcher::Config| {
@@ -150,12 +154,20 @@ pub async fn watch_validation_view(client: kube::Client, state: Arc<State>) {
     let pods = watch(ApiResource::erase::<Pod>(&()), running)
         .map(|e| e.map(ViewEvent::Pod))
         .boxed();
+    let gateways = all(ApiResource::erase::<Gateway>(&()))
+        .map(|e| e.map(ViewEvent::Gateway))
+        .boxed();
+    let service_entries = all(ApiResource::erase::<ServiceEntry>(&()))
+        .map(|e| e.map(ViewEvent::ServiceEntry))
+        .boxed();
     let mut events = futures::stream::select_all([
         virtual_services,
         destination_rules,
         namespaces,
         services,
         pods,
+        gateways,
+        service_entries,
     ]);
     let mut view = ClusterView::default();
     loop {
@@ -196,7 +208,8 @@ fn take_view_event(view: &mut ClusterView, event: Result<ViewEvent, watcher::Err
         Err(e) => {
             tracing::warn!(
                 error = %e,
-                "watching VirtualServices, DestinationRules, Namespaces, Services or Pods"
+                "watching VirtualServices, DestinationRules, Gateways, ServiceEntries, \
+                 Namespaces, Services or Pods"
             );
             false
         }

@@ -46,6 +46,7 @@ use meshkeeper_crds::networking::common::Labels;
 use meshkeeper_crds::networking::virtual_service::Destination;
 use meshkeeper_crds::networking::{DestinationRule, VirtualService};
 
+use super::catalog::{Catalog, MeshBinding};
 use super::shared_map::SharedMap;
 
 /// Kubernetes' default cluster DNS domain.
@@ -89,7 +90,7 @@ pub enum ExportTo {
 }
 
 impl ExportTo {
-    fn from_spec(export_to: Option<&[String]>, own_namespace: &str) -> Self {
+    pub(crate) fn from_spec(export_to: Option<&[String]>, own_namespace: &str) -> Self {
         let Some(entries) = export_to.filter(|e| !e.is_empty()) else {
             return ExportTo::All;
         };
@@ -110,7 +111,7 @@ impl ExportTo {
         ExportTo::Namespaces(namespaces)
     }
 
-    fn includes(&self, namespace: &str) -> bool {
+    pub(crate) fn includes(&self, namespace: &str) -> bool {
         match self {
             ExportTo::All => true,
             ExportTo::Namespaces(set) => set.contains(namespace),
@@ -253,6 +254,9 @@ pub struct Index {
     references: SharedMap<String, SharedMap<String, Arc<BTreeSet<ObjectKey>>>>,
     /// `(namespace, service)` → labels of its running pods.
     service_pods: SharedMap<(String, String), ServicePods>,
+    /// Gateways, Services, ServiceEntries, Secrets and the hosts bound to
+    /// the mesh gateway, for the reference checks.
+    catalog: Catalog,
 }
 
 impl Default for Index {
@@ -271,7 +275,17 @@ impl Index {
             virtual_services: SharedMap::default(),
             references: SharedMap::default(),
             service_pods: SharedMap::default(),
+            catalog: Catalog::default(),
         }
+    }
+
+    /// Gateways, Services, ServiceEntries and Secrets (see [`Catalog`]).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn catalog_mut(&mut self) -> &mut Catalog {
+        &mut self.catalog
     }
 
     pub fn cluster_domain(&self) -> &str {
@@ -327,7 +341,7 @@ impl Index {
     }
 
     /// The other spelling of a cluster-local host: `a.b` ↔ `a.b.svc.<domain>`.
-    fn alias_of(&self, host: &str) -> Option<String> {
+    pub(crate) fn alias_of(&self, host: &str) -> Option<String> {
         if let Some((namespace, service)) = self.service_of_host(host) {
             return Some(format!("{service}.{namespace}"));
         }
@@ -346,7 +360,7 @@ impl Index {
 
     /// Patterns a resolved host may be declared under, most specific first:
     /// the host and its alias, then each wildcard suffix, then `*`.
-    fn match_levels(&self, host: &str) -> Vec<Vec<String>> {
+    pub(crate) fn match_levels(&self, host: &str) -> Vec<Vec<String>> {
         let alias = self.alias_of(host);
         let mut levels = vec![
             std::iter::once(host.to_owned())
@@ -460,14 +474,17 @@ impl Index {
             references,
             being_deleted: vs.metadata.deletion_timestamp.is_some(),
         };
+        let binding = self.mesh_binding(vs, &key.namespace);
         if self
             .virtual_services
             .get(&key)
             .is_some_and(|old| **old == entry)
         {
+            self.catalog.set_mesh_binding(&key, binding);
             return;
         }
         self.remove_virtual_service(&key.namespace, &key.name);
+        self.catalog.set_mesh_binding(&key, binding);
         for (host, subset) in &entry.references {
             let hosts = self
                 .references
@@ -480,6 +497,7 @@ impl Index {
 
     pub fn remove_virtual_service(&mut self, namespace: &str, name: &str) {
         let key = ObjectKey::new(namespace, name);
+        self.catalog.set_mesh_binding(&key, None);
         let Some(old) = self.virtual_services.remove(&key) else {
             return;
         };
@@ -498,6 +516,31 @@ impl Index {
                 self.references.remove(subset);
             }
         }
+    }
+
+    /// The hosts a VirtualService binds to the mesh gateway (the sidecars):
+    /// all of them when it names no gateway or names `mesh`. A VirtualService
+    /// being deleted binds nothing.
+    pub(crate) fn mesh_binding(&self, vs: &VirtualService, namespace: &str) -> Option<MeshBinding> {
+        if vs.metadata.deletion_timestamp.is_some() {
+            return None;
+        }
+        let gateways = vs.spec.gateways.as_deref().unwrap_or_default();
+        if !gateways.is_empty() && !gateways.iter().any(|g| g == "mesh") {
+            return None;
+        }
+        let hosts = vs
+            .spec
+            .hosts
+            .iter()
+            .flatten()
+            .filter(|h| !h.is_empty())
+            .map(|h| self.resolve_host(&h.to_ascii_lowercase(), namespace))
+            .collect();
+        Some(MeshBinding {
+            hosts,
+            export_to: ExportTo::from_spec(vs.spec.export_to.as_deref(), namespace),
+        })
     }
 
     /// Records the labels of the running pods behind a Kubernetes service
@@ -715,7 +758,7 @@ fn split_service_namespace(local: &str) -> Option<(&str, &str)> {
 }
 
 /// Whether a rule host pattern (exact or `*`-prefixed) covers a host.
-fn pattern_covers(pattern: &str, host: &str) -> bool {
+pub(crate) fn pattern_covers(pattern: &str, host: &str) -> bool {
     if pattern == "*" {
         return true;
     }
@@ -725,7 +768,9 @@ fn pattern_covers(pattern: &str, host: &str) -> bool {
     }
 }
 
-fn key_of(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
+pub(crate) fn key_of(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectKey {
     ObjectKey::new(
         metadata
             .namespace

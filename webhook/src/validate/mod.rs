@@ -6,10 +6,18 @@
 //! - [`envoy_filter`]: EnvoyFilter patches that would break proxies.
 //! - [`index`] and [`subsets`]: the cross-object view (which DestinationRule
 //!   defines which subset for which host) and the dangling-subset checks.
+//! - [`catalog`], [`references`] and [`gateways`]: Gateways, Services,
+//!   ServiceEntries and Secrets in the view, and the checks of what
+//!   VirtualServices, Gateways and ServiceEntries refer to (`MK04xx`).
+//! - [`advisories`]: per-object advice Istio gives as warnings.
 
+pub mod advisories;
+pub mod catalog;
 pub mod envoy_filter;
+pub mod gateways;
 pub mod index;
 pub mod object;
+pub mod references;
 pub mod shared_map;
 pub mod subsets;
 
@@ -21,6 +29,9 @@ pub enum Check {
     SubsetReferences,
     SubsetRemoval,
     EnvoyFilters,
+    /// Gateways, Services, ServiceEntries and Secrets that references
+    /// name (`MK04xx`); warnings only.
+    References,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,12 +101,20 @@ use meshkeeper_crds::networking::NetworkingObject;
 /// object's namespace must be set (the caller fills it from the request).
 pub fn findings(object: &NetworkingObject, index: &index::Index) -> Vec<Finding> {
     let mut found = object::validate(object);
+    found.extend(advisories::advise(object));
     match object {
         NetworkingObject::EnvoyFilter(filter) => {
             found.extend(envoy_filter::validate(filter, index.root_namespace()));
         }
         NetworkingObject::VirtualService(vs) => {
             found.extend(subsets::check_virtual_service(vs, index));
+            found.extend(references::check_virtual_service(vs, index));
+        }
+        NetworkingObject::Gateway(gateway) => {
+            found.extend(gateways::check_gateway(gateway, index));
+        }
+        NetworkingObject::ServiceEntry(entry) => {
+            found.extend(references::check_service_entry(entry, index));
         }
         _ => {}
     }
@@ -137,6 +156,9 @@ fn enforcement(policy: &ValidationPolicy, check: Check) -> Enforcement {
         Check::SubsetReferences => policy.subset_references,
         Check::SubsetRemoval => policy.subset_removal,
         Check::EnvoyFilters => policy.envoy_filters,
+        // Only warnings are made under this check; should one ever be an
+        // error, it is a reference problem like a dangling subset.
+        Check::References => policy.subset_references,
     };
     chosen.unwrap_or_default()
 }
