@@ -47,6 +47,7 @@ pub fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, ParseError> 
 pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ParseError> {
     let value = with_empty_spec_if_optional(value);
     serde_path_to_error::deserialize(value.as_ref()).map_err(|e| {
+        let hint = unquoted_colon_hint(value.as_ref(), e.path()).unwrap_or_default();
         let path = e.path().to_string();
         ParseError::Field {
             path: if path == "." {
@@ -54,9 +55,38 @@ pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, P
             } else {
                 path
             },
-            message: e.into_inner().to_string(),
+            message: format!("{}{hint}", e.into_inner()),
         }
     })
+}
+
+/// A hint for the one YAML trap that turns a string into a mapping: a plain
+/// scalar ending in `:` (an IPv6 address such as `2001:db8::`, unquoted)
+/// is read as the key `2001:db8:` with no value, by every YAML parser
+/// (kubectl's too). When the value at `path` is exactly that shape, says so
+/// and how to quote it.
+fn unquoted_colon_hint(
+    value: &serde_json::Value,
+    path: &serde_path_to_error::Path,
+) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut node = value;
+    for segment in path.iter() {
+        node = match segment {
+            Segment::Seq { index } => node.get(*index)?,
+            Segment::Map { key } => node.get(key.as_str())?,
+            Segment::Enum { .. } | Segment::Unknown => return None,
+        };
+    }
+    let map = node.as_object()?;
+    let (key, item) = map.iter().next()?;
+    if map.len() != 1 || !item.is_null() || !key.ends_with(':') {
+        return None;
+    }
+    Some(format!(
+        " (YAML read the unquoted `{key}:` as a mapping with the key `{key}`, because a plain \
+         value cannot end in `:`; quote it: \"{key}:\")"
+    ))
 }
 
 /// `value` with `spec: {}` added when it is a spec-less object of one of the
@@ -178,6 +208,83 @@ mod tests {
         let err = from_value::<ServiceEntry>(&doc("networking.istio.io/v1", "ServiceEntry"))
             .expect_err("ServiceEntry needs a spec");
         assert!(err.to_string().contains("spec"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_addresses_parse_as_strings_from_yaml_and_json() {
+        use crate::networking::{NetworkingObject, ServiceEntry};
+        let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: v6, namespace: default}
+spec:
+  hosts: [v6.example.com]
+  addresses:
+  - "2001:db8::"
+  - '2001:db8::/32'
+  - 2001:db8::1
+  - 2001:db8::/48
+  - ::1
+  - fd00::1:2:3
+  endpoints:
+  - address: 2001:db8::10
+  - address: "::"
+  resolution: STATIC
+"#;
+        let want = [
+            "2001:db8::",
+            "2001:db8::/32",
+            "2001:db8::1",
+            "2001:db8::/48",
+            "::1",
+            "fd00::1:2:3",
+        ];
+        let docs = yaml_documents(yaml).expect("YAML");
+        let NetworkingObject::ServiceEntry(se) =
+            NetworkingObject::from_value(&docs[0]).expect("parses")
+        else {
+            panic!("not a ServiceEntry");
+        };
+        assert_eq!(
+            se.spec.addresses.as_deref(),
+            Some(&want.map(String::from)[..])
+        );
+        let endpoints: Vec<_> = se
+            .spec
+            .endpoints
+            .iter()
+            .flatten()
+            .filter_map(|e| e.address.as_deref())
+            .collect();
+        assert_eq!(endpoints, ["2001:db8::10", "::"]);
+
+        // The webhook's path: the API server sends JSON.
+        let json = serde_json::to_vec(&docs[0]).expect("JSON");
+        let from_json: ServiceEntry = from_json_slice(&json).expect("parses from JSON");
+        assert_eq!(from_json.spec.addresses, se.spec.addresses);
+    }
+
+    #[test]
+    fn unquoted_trailing_colon_says_to_quote_it() {
+        // In YAML (any parser, kubectl's included) `2001:db8::` unquoted is a
+        // mapping; the error must say so rather than only "invalid type".
+        for yaml in [
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec:\n  hosts: [a.example.com]\n  addresses:\n  - 2001:db8::\n",
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec:\n  hosts: [a.example.com]\n  addresses: [2001:db8::]\n",
+        ] {
+            let docs = yaml_documents(yaml).expect("YAML");
+            let err = from_value::<crate::networking::ServiceEntry>(&docs[0])
+                .expect_err("a mapping is not an address");
+            assert_eq!(err.path(), Some("spec.addresses[0]"), "{err}");
+            assert!(
+                err.to_string().contains("quote it: \"2001:db8::\""),
+                "{err}"
+            );
+        }
+        // Other wrong types keep the plain message.
+        let err =
+            from_value::<Doc>(&serde_json::json!({"routes": [{"weight": {"a": 1}}]})).unwrap_err();
+        assert!(!err.to_string().contains("quote"), "{err}");
     }
 
     #[test]
