@@ -75,16 +75,11 @@ pub fn validate(spec: &ServiceEntrySpec, namespace: &str, out: &mut Findings) {
     c::check_export_to(spec.export_to.as_ref(), namespace, true, out);
 }
 
-/// Checks the service ports and returns their names.
+/// Checks the service ports and returns their names. No ports at all is
+/// fine: Istio accepts such a ServiceEntry (it registers the hosts, e.g. for
+/// DNS capture or ambient), so meshkeeper does too.
 fn check_ports<'a>(spec: &'a ServiceEntrySpec, out: &mut Findings) -> HashSet<&'a str> {
     let ports = spec.ports.as_deref().unwrap_or_default();
-    if ports.is_empty() {
-        out.error(
-            PORTS,
-            "spec.ports",
-            "a ServiceEntry needs at least one port (number, name and protocol)",
-        );
-    }
     let mut numbers: HashMap<u32, usize> = HashMap::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, port) in ports.iter().enumerate() {
@@ -376,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn hosts_and_ports_are_required() {
+    fn hosts_are_required() {
         let found = se(json!({}));
         assert_finding(
             &found,
@@ -386,13 +381,6 @@ mod tests {
             "at least one host",
         );
         assert_finding(
-            &found,
-            PORTS,
-            Severity::Error,
-            "spec.ports",
-            "at least one port",
-        );
-        assert_finding(
             &se(with(json!({"hosts": ["*"]}))),
             c::HOST,
             Severity::Error,
@@ -400,6 +388,38 @@ mod tests {
             "`*`",
         );
         assert_no_errors(&se(with(json!({"resolution": "DNS"}))));
+    }
+
+    #[test]
+    fn a_service_entry_without_ports_is_accepted() {
+        // Istio accepts it; nothing about it breaks traffic.
+        for spec in [
+            json!({"hosts": ["api.example.com"]}),
+            json!({"hosts": ["api.example.com"], "ports": [], "resolution": "DNS"}),
+            json!({"hosts": ["db.internal"], "addresses": ["10.1.2.3"], "resolution": "STATIC",
+                   "endpoints": [{"address": "10.1.2.3"}]}),
+        ] {
+            let found = se(spec.clone());
+            assert!(found.iter().all(|f| f.code != PORTS), "{spec}: {found:#?}");
+            assert_no_errors(&found);
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_and_cidrs_are_accepted() {
+        let found = se(with(json!({
+            "addresses": ["2001:db8::", "2001:db8::/32", "::1", "fd00::1:2", "10.0.0.0/8"],
+            "resolution": "STATIC",
+            "endpoints": [{"address": "2001:db8::10"}, {"address": "::ffff:10.0.0.1"}]
+        })));
+        assert_no_errors(&found);
+        assert_finding(
+            &se(with(json!({"addresses": ["2001:db8::/129"]}))),
+            ADDRESSES,
+            Severity::Error,
+            "spec.addresses[0]",
+            "`2001:db8::/129`",
+        );
     }
 
     #[test]
