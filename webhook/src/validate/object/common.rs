@@ -519,12 +519,43 @@ pub fn header_name_problem(name: &str) -> Option<String> {
 
 pub fn check_header_name(name: &str, path: &str, out: &mut Findings) {
     if let Some(problem) = header_name_problem(name) {
+        // A name that starts like a JWT claim match but is not one (reaching
+        // here) gets told the two accepted spellings.
+        let hint = if starts_with_ignore_case(name, JWT_CLAIM_PREFIX) {
+            format!(
+                "; a JWT claim match is written `{JWT_CLAIM_PREFIX}.<claim>[.<nested>]` or `{JWT_CLAIM_PREFIX}[<claim>][<nested>]`"
+            )
+        } else {
+            String::new()
+        };
         out.error(
             HEADER_NAME,
             path,
-            format!("invalid header name `{name}`: {problem}"),
+            format!("invalid header name `{name}`: {problem}{hint}"),
         );
     }
+}
+
+/// The pseudo header under which Istio's VirtualService header matches name
+/// a JWT claim of the request's validated token (claim-based routing).
+pub const JWT_CLAIM_PREFIX: &str = "@request.auth.claims";
+
+/// Whether a header match name is a JWT claim reference: the prefix (in any
+/// case, as Istio compares it) then `.claim` (`.` separates nested claims)
+/// or `[claim]` (`][` separates them, for claims containing dots).
+pub fn is_jwt_claim_route(name: &str) -> bool {
+    if !starts_with_ignore_case(name, JWT_CLAIM_PREFIX) {
+        return false;
+    }
+    // The prefix is ASCII, so this index is a char boundary.
+    let rest = &name[JWT_CLAIM_PREFIX.len()..];
+    (rest.starts_with('.') && rest.len() > 1)
+        || (rest.starts_with('[') && rest.ends_with(']') && rest.len() > 2)
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 pub fn warn_deprecated(path: &str, field: &str, instead: &str, out: &mut Findings) {
@@ -708,6 +739,35 @@ mod tests {
             "{value}"
         );
         assert!(label_value_problem("version", "v1-").is_some());
+    }
+
+    #[test]
+    fn jwt_claim_routes_are_recognised() {
+        for name in [
+            "@request.auth.claims.groups",
+            "@request.auth.claims.nested.key",
+            "@request.auth.claims[groups]",
+            "@request.auth.claims[key.with.dots][nested]",
+            "@Request.Auth.Claims.sub",
+        ] {
+            assert!(is_jwt_claim_route(name), "{name}");
+        }
+        for name in [
+            "@request.auth.claims",
+            "@request.auth.claims.",
+            "@request.auth.claims[]",
+            "@request.auth.claims[open",
+            "@request.auth.claimsx",
+            "x-user",
+            "@re",
+            "",
+        ] {
+            assert!(!is_jwt_claim_route(name), "{name}");
+        }
+        let mut out = Findings::default();
+        check_header_name("@request.auth.claims.", "p", &mut out);
+        assert_eq!(out.0.len(), 1);
+        assert!(out.0[0].message.contains("[<claim>]"), "{}", out.0[0]);
     }
 
     #[test]

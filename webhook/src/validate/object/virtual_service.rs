@@ -442,7 +442,10 @@ fn check_header_matches(
 ) {
     for (name, hm) in map.into_iter().flatten() {
         let hpath = format!("{path}.{name}");
-        if names_are_headers {
+        // `@request.auth.claims.<claim>` matches a JWT claim, not a header
+        // (Istio's claim-based routing); Istio accepts it in any
+        // VirtualService.
+        if names_are_headers && !c::is_jwt_claim_route(name) {
             c::check_header_name(name, &hpath, out);
         }
         if let HeaderMatch::Value(sm) = hm {
@@ -722,7 +725,13 @@ fn check_fault(f: &HttpFaultInjection, path: &str, out: &mut Findings) {
                 format!("{dpath}.exponentialDelay"),
                 "exponentialDelay is not supported by Istio's proxies; use fixedDelay",
             ),
-            (None, None) => out.error(FAULT, &dpath, "a delay needs fixedDelay (e.g. `5s`)"),
+            // Istio accepts this and leaves the delay out of the proxy
+            // config: nothing breaks, but nothing is delayed either.
+            (None, None) => out.warning(
+                FAULT,
+                &dpath,
+                "the delay sets no fixedDelay, so Istio drops it and no request is delayed; set fixedDelay (e.g. `5s`)",
+            ),
             (Some(_), Some(_)) => out.error(
                 FAULT,
                 &dpath,
@@ -1341,6 +1350,16 @@ mod tests {
             "spec.http[0].fault",
             "delay, an abort",
         );
+        let found =
+            http(json!([{"route": [to("r")], "fault": {"delay": {"percentage": {"value": 50}}}}]));
+        assert_finding(
+            &found,
+            FAULT,
+            Severity::Warning,
+            "spec.http[0].fault.delay",
+            "fixedDelay",
+        );
+        assert_no_errors(&found);
         let found = http(
             json!([{"route": [to("r")], "fault": {"delay": {"percent": 10, "fixedDelay": "7s"}}}]),
         );
@@ -1454,6 +1473,49 @@ mod tests {
             "allowOrigins": [{"exact": "https://example.com"}, {"regex": "https://.*\\.example\\.com"}],
             "allowMethods": ["GET", "POST"], "allowHeaders": ["x-custom"], "maxAge": "24h"
         }}])));
+    }
+
+    #[test]
+    fn jwt_claim_header_matches_are_accepted() {
+        // Istio's claim-based routing; its webhook accepts these names in
+        // `headers` and `withoutHeaders` whatever the VirtualService binds to.
+        for gateways in [
+            json!(["istio-system/ingress"]),
+            json!(["mesh"]),
+            json!(null),
+        ] {
+            let mut spec = json!({"hosts": ["r"], "http": [
+                {"match": [{"headers": {
+                    "@request.auth.claims.groups": {"exact": "admin"},
+                    "@request.auth.claims[kubernetes.io][namespace]": {"prefix": "team-"}
+                }}], "route": [to("r")]},
+                {"match": [{"withoutHeaders": {"@request.auth.claims.sub": {}}}], "route": [to("r")]},
+                {"route": [to("r")]}
+            ]});
+            if !gateways.is_null() {
+                spec["gateways"] = gateways;
+            }
+            let found = findings(json!({
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {"name": "claims", "namespace": "default"},
+                "spec": spec
+            }));
+            assert!(found.iter().all(|f| f.code != c::HEADER_NAME), "{found:#?}");
+            assert_no_errors(&found);
+        }
+        // A malformed claim reference is still a bad header name, and says
+        // how to write a claim.
+        assert_finding(
+            &http(json!([
+                {"match": [{"headers": {"@request.auth.claims": {"exact": "x"}}}], "route": [to("r")]},
+                {"route": [to("r")]}
+            ])),
+            c::HEADER_NAME,
+            Severity::Error,
+            "spec.http[0].match[0].headers.@request.auth.claims",
+            "@request.auth.claims.<claim>",
+        );
     }
 
     #[test]
