@@ -24,8 +24,8 @@
 //! | MK0311 | error    | remote Wasm module without a `sha256` |
 //! | MK0312 | error    | `typed_config` without `@type` |
 //! | MK0313 | error    | `typed_config` with an `@type` Envoy does not know |
-//! | MK0314 | error    | deprecated Envoy filter name |
-//! | MK0315 | warning  | `INSERT_BEFORE`/`INSERT_AFTER`/`INSERT_FIRST` without a `spec.priority` |
+//! | MK0314 | error    | deprecated Envoy filter name (a warning for a filter added with a `typed_config`, which Envoy selects by type) |
+//! | MK0315 | warning  | `INSERT_BEFORE`/`INSERT_AFTER` without a `spec.priority` |
 //! | MK0316 | warning  | a patch matching on `proxyVersion` |
 //!
 //! Virtual listeners (MK0304): a `LISTENER` patch targets them when its
@@ -609,9 +609,11 @@ fn check_relative_without_priority(
     op_path: &str,
     out: &mut Vec<Finding>,
 ) {
+    // INSERT_FIRST is not here: it puts the filter first whatever else is
+    // in place, so the order among EnvoyFilters does not change its result.
     let relative = matches!(
         operation,
-        PatchOperation::InsertBefore | PatchOperation::InsertAfter | PatchOperation::InsertFirst
+        PatchOperation::InsertBefore | PatchOperation::InsertAfter
     );
     if relative && !has_priority {
         out.push(warning(
@@ -688,6 +690,23 @@ fn deprecated_name_finding(name: &str, path: String, where_: &str) -> Option<Fin
     ))
 }
 
+/// A filter added with a `typed_config` is built from that config's type,
+/// whatever its `name` says (Istio's webhook only warns too): the old name
+/// breaks nothing in Envoy, it only makes the filter invisible to patches
+/// that look for the current name.
+fn deprecated_label_finding(name: &str, path: String) -> Option<Finding> {
+    let replacement = deprecated_replacement(name)?;
+    Some(warning(
+        "MK0314",
+        path,
+        format!(
+            "{name:?} is a deprecated Envoy filter name; Envoy builds this filter from its \
+             typed_config, so it works, but EnvoyFilters matching the current name will not \
+             find it; use {replacement}"
+        ),
+    ))
+}
+
 fn check_deprecated_match_names(
     patch: &EnvoyConfigObjectPatch,
     path: &str,
@@ -756,11 +775,21 @@ fn check_deprecated_value_name(
         return;
     }
     if let Some(Value::String(name)) = value.get("name") {
-        out.extend(deprecated_name_finding(
-            name,
-            format!("{path}.patch.value.name"),
-            "filters and other EnvoyFilters that look it up by its current name miss it",
-        ));
+        let name_path = format!("{path}.patch.value.name");
+        // Protobuf JSON accepts both spellings of the field.
+        let typed = ["typed_config", "typedConfig"]
+            .iter()
+            .any(|key| value.get(*key).is_some_and(Value::is_object));
+        out.extend(if typed {
+            deprecated_label_finding(name, name_path)
+        } else {
+            deprecated_name_finding(
+                name,
+                name_path,
+                "without a typed_config Envoy cannot tell which filter to build and rejects the \
+                 configuration",
+            )
+        });
     }
 }
 
@@ -1640,29 +1669,68 @@ mod tests {
 
     // MK0314
     #[test]
-    fn deprecated_names_are_denied_with_the_new_name() {
+    fn deprecated_match_names_are_denied_with_the_new_name() {
         let mut patch = before_router(lua_value("x = 1"));
         patch["match"]["listener"]["filterChain"]["filter"]["name"] =
             json!("envoy.http_connection_manager");
-        patch["patch"]["value"]["name"] = json!("envoy.lua");
         let findings = validate(&one_patch(patch), ROOT);
-        let hits: Vec<(&str, &str)> = findings
-            .iter()
-            .filter(|f| f.code == "MK0314")
-            .map(|f| (f.path.as_str(), f.message.as_str()))
-            .collect();
-        assert_eq!(hits.len(), 2, "{findings:#?}");
-        assert_eq!(
-            hits[0].0,
-            "spec.configPatches[0].match.listener.filterChain.filter.name"
+        assert_eq!(codes(&findings), ["MK0314"]);
+        assert_one(
+            &findings,
+            "MK0314",
+            "spec.configPatches[0].match.listener.filterChain.filter.name",
+            "use envoy.filters.network.http_connection_manager",
+        );
+        assert_eq!(findings[0].severity, Severity::Error);
+    }
+
+    #[test]
+    fn deprecated_value_name_with_typed_config_only_warns() {
+        // Envoy builds the filter from the typed_config's type; the old name
+        // is a label. Istio admits it with a warning, so must meshkeeper.
+        for key in ["typed_config", "typedConfig"] {
+            let mut value = lua_value("x = 1");
+            value["name"] = json!("envoy.lua");
+            if key == "typedConfig" {
+                let typed = value["typed_config"].take();
+                value = json!({"name": "envoy.lua", "typedConfig": typed});
+            }
+            let findings = validate(&one_patch(before_router(value)), ROOT);
+            let hits: Vec<&Finding> = findings.iter().filter(|f| f.code == "MK0314").collect();
+            assert_eq!(hits.len(), 1, "{key}: {findings:#?}");
+            assert_eq!(hits[0].severity, Severity::Warning, "{key}");
+            assert_eq!(hits[0].path, "spec.configPatches[0].patch.value.name");
+            assert!(hits[0].message.contains("\"envoy.lua\""), "{}", hits[0]);
+            assert!(
+                hits[0].message.contains("use envoy.filters.http.lua"),
+                "{}",
+                hits[0]
+            );
+            assert!(
+                findings.iter().all(|f| f.severity == Severity::Warning),
+                "{key}: {findings:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deprecated_value_name_without_typed_config_is_denied() {
+        let findings = validate(
+            &one_patch(before_router(json!({"name": "envoy.lua"}))),
+            ROOT,
+        );
+        assert_one(
+            &findings,
+            "MK0314",
+            "spec.configPatches[0].patch.value.name",
+            "without a typed_config",
         );
         assert!(
-            hits[0]
-                .1
-                .contains("use envoy.filters.network.http_connection_manager")
+            findings
+                .iter()
+                .any(|f| f.code == "MK0314" && f.severity == Severity::Error),
+            "{findings:#?}"
         );
-        assert_eq!(hits[1].0, "spec.configPatches[0].patch.value.name");
-        assert!(hits[1].1.contains("use envoy.filters.http.lua"));
     }
 
     #[test]
@@ -1689,6 +1757,18 @@ mod tests {
                 "set a non-zero spec.priority",
             );
             assert_eq!(findings[0].severity, Severity::Warning);
+        }
+    }
+
+    #[test]
+    fn insert_first_without_priority_is_quiet() {
+        // INSERT_FIRST does not depend on which filters are in place.
+        for priority in [None, Some(0)] {
+            let mut patch = before_router(lua_value("x = 1"));
+            patch["patch"]["operation"] = json!("INSERT_FIRST");
+            let mut filter = one_patch(patch);
+            filter.spec.priority = priority;
+            assert_eq!(validate(&filter, ROOT), vec![]);
         }
     }
 
