@@ -154,6 +154,18 @@ mod tests {
     }
 
     #[test]
+    fn a_proxy_config_without_spec_is_accepted() {
+        // Istio's schema lets ProxyConfig omit `spec` (it then changes
+        // nothing); admission must not refuse it.
+        let found = test_support::findings(serde_json::json!({
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "ProxyConfig",
+            "metadata": {"name": "defaults", "namespace": "istio-system"}
+        }));
+        assert_eq!(found, vec![]);
+    }
+
+    #[test]
     fn envoy_filters_only_get_metadata_checks() {
         let found = test_support::findings(serde_json::json!({
             "apiVersion": "networking.istio.io/v1alpha3",
