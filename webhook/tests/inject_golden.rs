@@ -67,6 +67,9 @@ fn cases() -> Vec<Case> {
             proxy_configs: shop_proxy_configs(),
             ..case("pod-proxy-config")
         },
+        // Istio's gateway Deployment: `istio-proxy` with `image: auto`.
+        case("gateway"),
+        case("grpc-agent"),
     ]
 }
 
@@ -185,11 +188,17 @@ fn injected_pods_match_golden_files() {
             case.name,
             patch.0.len()
         );
+        // Only targeted adds, and the replacement of a declared proxy.
         assert!(
-            patch
-                .0
-                .iter()
-                .all(|op| matches!(op, json_patch::PatchOperation::Add(_))),
+            patch.0.iter().all(|op| match op {
+                json_patch::PatchOperation::Add(_) => true,
+                json_patch::PatchOperation::Replace(replace) => {
+                    let target = replace.path.to_string();
+                    target.starts_with("/spec/containers/")
+                        && replace.value["name"] == "istio-proxy"
+                }
+                _ => false,
+            }),
             "{}: only targeted adds: {patch}",
             case.name
         );
@@ -242,9 +251,16 @@ fn injected_pods_match_golden_files() {
         assert_eq!(labels[names::PROXY_VERSION_LABEL], "0.1.0", "{}", case.name);
         assert_eq!(status.volumes, [names::PROXY_CONFIG_VOLUME]);
         let added: usize = status.init_containers.len() + status.containers.len();
+        // A declared `istio-proxy` becomes the proxy: counted once, not twice.
+        let declared = pod.spec.as_ref().map_or(0, |s| {
+            s.containers
+                .iter()
+                .filter(|c| c.name == "istio-proxy")
+                .count()
+        });
         let before = pod.spec.as_ref().map_or(0, |s| {
             s.containers.len() + s.init_containers.as_ref().map_or(0, Vec::len)
-        });
+        }) - declared;
         let after = out["spec"]["containers"].as_array().map_or(0, Vec::len)
             + out["spec"]["initContainers"].as_array().map_or(0, Vec::len);
         assert_eq!(after, before + added, "{}", case.name);

@@ -75,13 +75,28 @@ pub(crate) fn proxy_container(spec: &ProxySpec, service_cluster: &str) -> Contai
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: names::PROXY_CONFIG_VOLUME.to_owned(),
-            mount_path: names::PROXY_CONFIG_DIR.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![config_mount()]),
         ..Container::default()
+    }
+}
+
+/// The proxy ConfigMap, read-only, where the proxy (and a proxyless gRPC
+/// application) expects it.
+pub(crate) fn config_mount() -> VolumeMount {
+    VolumeMount {
+        name: names::PROXY_CONFIG_VOLUME.to_owned(),
+        mount_path: names::PROXY_CONFIG_DIR.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// The variable pointing a gRPC library at its xDS bootstrap.
+pub(crate) fn grpc_bootstrap_env() -> EnvVar {
+    EnvVar {
+        name: names::GRPC_BOOTSTRAP_ENV.to_owned(),
+        value: Some(names::GRPC_BOOTSTRAP.to_owned()),
+        value_from: None,
     }
 }
 

@@ -7,6 +7,9 @@
 //!   idempotency, the pod's choice, the mesh's selectors and policy);
 //! - `annotations` and `capture`: the per-pod settings from the honoured
 //!   annotations, every bad value collected into one denial;
+//! - `template`: the shape of the injection (`inject.istio.io/templates`:
+//!   sidecar, gateway, proxyless gRPC); `shapes` builds each, `merge` folds a
+//!   user-declared `istio-proxy` container into the injected proxy;
 //! - `containers`, `canonical`, `patch`: what is added and the JSON Patch;
 //! - `labels`: label values, shared with the webhook configuration;
 //! - [`proxy_overrides`]: which ProxyConfig objects apply to a pod;
@@ -19,6 +22,7 @@ mod containers;
 mod decision;
 mod image;
 pub(crate) mod labels;
+mod merge;
 pub mod names;
 mod patch;
 mod pod_proxy_config;
@@ -26,6 +30,8 @@ mod proxy_config;
 mod quantity;
 pub mod selector;
 mod settings;
+mod shapes;
+mod template;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +45,7 @@ use meshkeeper_crds::meshkeeper::mesh::InjectionMode;
 use annotations::Findings;
 use decision::Decision;
 use patch::Additions;
+use template::Template;
 
 pub use patch::InjectionStatus;
 pub use proxy_config::proxy_overrides;
@@ -198,8 +205,19 @@ fn build(
     let no_annotations = BTreeMap::new();
     let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&no_annotations);
     let mut findings = Findings::default();
+    let template = template::select(pod_annotations, &mut findings);
     let proxy = annotations::proxy_spec(pod_annotations, settings, overrides, &mut findings);
-    let capture = capture::capture_config(pod_annotations, &mut findings);
+    let capture = match template {
+        Template::Sidecar => capture::capture_config(pod_annotations, &mut findings),
+        Template::Gateway | Template::Grpc => {
+            warn_capture_ignored(pod_annotations, template, &mut findings);
+            None
+        }
+    };
+    let user_proxy = shapes::user_proxy(pod);
+    if template == Template::Grpc {
+        shapes::check_grpc_user_proxy(user_proxy.as_ref(), &mut findings);
+    }
     if !findings.errors.is_empty() {
         return Outcome::Denied {
             message: format!(
@@ -218,11 +236,23 @@ fn build(
             capture.to_args(),
         ));
     }
-    let sidecar = containers::proxy_container(&proxy, &canonical_name);
-    if proxy.native_sidecar {
-        additions.init_containers.push(sidecar);
-    } else {
-        additions.containers.push(sidecar);
+    let shaped = match template {
+        Template::Sidecar => {
+            shapes::sidecar(pod, &proxy, &canonical_name, user_proxy, &mut additions)
+        }
+        Template::Gateway => shapes::gateway(
+            pod,
+            pod_annotations,
+            proxy,
+            &canonical_name,
+            user_proxy,
+            &mut additions,
+        ),
+        Template::Grpc => Ok(shapes::grpc(pod, &mut additions)),
+    };
+    match shaped {
+        Ok(notes) => warnings.extend(notes),
+        Err(error) => return internal_error(&error),
     }
     additions.volumes.push(containers::config_volume());
 
@@ -238,6 +268,12 @@ fn build(
             .containers
             .iter()
             .map(|c| c.name.clone())
+            .chain(
+                additions
+                    .edits
+                    .iter()
+                    .filter_map(patch::Edit::replaced_name),
+            )
             .collect(),
         volumes: additions.volumes.iter().map(|v| v.name.clone()).collect(),
     };
@@ -245,8 +281,13 @@ fn build(
         Ok(json) => json,
         Err(error) => return internal_error(&error),
     };
-    additions.labels = vec![
-        (names::TLS_MODE, "istio".to_owned()),
+    // As in Istio, only the sidecar template marks the pod as taking mutual
+    // TLS: a gateway is reached from outside the mesh, and a proxyless gRPC
+    // application sets up its own TLS.
+    if template == Template::Sidecar {
+        additions.labels.push((names::TLS_MODE, "istio".to_owned()));
+    }
+    additions.labels.extend([
         (names::CANONICAL_NAME, canonical_name),
         (names::CANONICAL_REVISION, canonical_revision),
         (names::INJECTED_REVISION_LABEL, settings.revision.clone()),
@@ -254,9 +295,14 @@ fn build(
             names::PROXY_VERSION_LABEL,
             names::proxy_version_value(&settings.version),
         ),
-    ];
-    // The pod's first own container stays the one `kubectl logs` picks.
-    if let Some(first) = pod.spec.as_ref().and_then(|s| s.containers.first()) {
+    ]);
+    // The pod's first own container stays the one `kubectl logs` picks; a
+    // declared `istio-proxy` is the proxy, not the application.
+    if let Some(first) = pod.spec.as_ref().and_then(|s| {
+        s.containers
+            .iter()
+            .find(|c| c.name != merge::USER_PROXY_CONTAINER)
+    }) {
         additions
             .annotations
             .push((names::DEFAULT_CONTAINER, first.name.clone()));
@@ -266,6 +312,23 @@ fn build(
     match patch::build(pod, additions) {
         Ok(patch) => Outcome::Injected { patch, warnings },
         Err(error) => internal_error(&error),
+    }
+}
+
+/// A template without capture has no init container to hand the capture
+/// annotations to; say so rather than drop them silently.
+fn warn_capture_ignored(
+    annotations: &BTreeMap<String, String>,
+    template: Template,
+    findings: &mut Findings,
+) {
+    let present = capture::present(annotations);
+    if !present.is_empty() {
+        findings.warnings.push(format!(
+            "annotations {} ignored: the {} template captures no traffic",
+            present.join(", "),
+            template.name()
+        ));
     }
 }
 

@@ -22,6 +22,8 @@ pub const PROXY_CPU: &str = "sidecar.istio.io/proxyCPU";
 pub const PROXY_MEMORY: &str = "sidecar.istio.io/proxyMemory";
 pub const PROXY_CPU_LIMIT: &str = "sidecar.istio.io/proxyCPULimit";
 pub const PROXY_MEMORY_LIMIT: &str = "sidecar.istio.io/proxyMemoryLimit";
+/// Pod annotation choosing the injection template (see `template.rs`).
+pub const TEMPLATES: &str = "inject.istio.io/templates";
 // The `traffic.sidecar.istio.io/*` and `sidecar.istio.io/interceptionMode`
 // annotations are the init crate's: `meshkeeper_init::capture::Setting::annotation`.
 
@@ -61,6 +63,15 @@ pub const PROXY_CONFIG_MAP: &str = "meshkeeper-proxy";
 pub const PROXY_CONFIG_VOLUME: &str = "meshkeeper-proxy-config";
 pub const PROXY_CONFIG_DIR: &str = "/etc/meshkeeper/proxy";
 pub const PROXY_BOOTSTRAP: &str = "/etc/meshkeeper/proxy/bootstrap.yaml";
+/// The gRPC xDS bootstrap: the key the operator writes in the proxy
+/// ConfigMap, where proxyless gRPC pods find it, and the variable gRPC
+/// libraries read its path from.
+pub const GRPC_BOOTSTRAP_KEY: &str = "grpc-bootstrap.json";
+pub const GRPC_BOOTSTRAP: &str = "/etc/meshkeeper/proxy/grpc-bootstrap.json";
+pub const GRPC_BOOTSTRAP_ENV: &str = "GRPC_XDS_BOOTSTRAP";
+/// Lets a gateway's proxy, which runs as 1337, listen on ports 80 and 443
+/// (a namespaced sysctl Kubernetes counts as safe).
+pub const UNPRIVILEGED_PORT_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
 
 /// Namespaces that are never injected, whatever their labels say.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
-use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -38,11 +38,64 @@ pub(crate) struct Additions {
     /// Go after the pod's own containers.
     pub containers: Vec<Container>,
     pub volumes: Vec<Volume>,
+    /// Changes to what the pod already has, applied before the additions.
+    pub edits: Vec<Edit>,
+}
+
+/// A pod list of containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum List {
+    Containers,
+    InitContainers,
+}
+
+impl List {
+    fn field(self) -> &'static str {
+        match self {
+            List::Containers => "containers",
+            List::InitContainers => "initContainers",
+        }
+    }
+}
+
+/// A change to something the pod already has.
+#[derive(Debug)]
+pub(crate) enum Edit {
+    /// The container at this position becomes `container`.
+    Replace {
+        list: List,
+        index: usize,
+        container: Box<Container>,
+    },
+    /// The container at this position goes (it is added again elsewhere).
+    Remove { list: List, index: usize },
+    /// Adds a variable and a mount to the regular container at `index`;
+    /// `None` leaves that part alone.
+    AddToContainer {
+        index: usize,
+        env: Option<Box<EnvVar>>,
+        mount: Option<Box<VolumeMount>>,
+    },
+    /// Adds a pod-level sysctl (the pod does not set it already).
+    Sysctl { name: &'static str, value: String },
+}
+
+impl Edit {
+    /// The name of the container a [`Edit::Replace`] puts in place.
+    pub(crate) fn replaced_name(&self) -> Option<String> {
+        match self {
+            Edit::Replace { container, .. } => Some(container.name.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// Builds the patch that applies `additions` to `pod`.
 pub(crate) fn build(pod: &Pod, additions: Additions) -> Result<Patch, serde_json::Error> {
     let mut ops = Vec::new();
+    for edit in &additions.edits {
+        edit_ops(&mut ops, pod, edit)?;
+    }
     add_map_entries(
         &mut ops,
         "labels",
@@ -59,12 +112,88 @@ pub(crate) fn build(pod: &Pod, additions: Additions) -> Result<Patch, serde_json
     let init_containers = to_values(&additions.init_containers)?;
     let containers = to_values(&additions.containers)?;
     let volumes = to_values(&additions.volumes)?;
+    // A removed init container leaves an empty list behind, never none.
     let has_init = spec.is_some_and(|s| s.init_containers.is_some());
     let has_volumes = spec.is_some_and(|s| s.volumes.is_some());
     prepend(&mut ops, "initContainers", has_init, init_containers);
     append(&mut ops, "containers", true, containers);
     append(&mut ops, "volumes", has_volumes, volumes);
     Ok(Patch(ops))
+}
+
+fn edit_ops(
+    ops: &mut Vec<PatchOperation>,
+    pod: &Pod,
+    edit: &Edit,
+) -> Result<(), serde_json::Error> {
+    let spec = pod.spec.as_ref();
+    match edit {
+        Edit::Replace {
+            list,
+            index,
+            container,
+        } => {
+            let mut path = PointerBuf::from_tokens(["spec", list.field()]);
+            path.push_back(*index);
+            let value = serde_json::to_value(container)?;
+            ops.push(PatchOperation::Replace(ReplaceOperation { path, value }));
+        }
+        Edit::Remove { list, index } => {
+            let mut path = PointerBuf::from_tokens(["spec", list.field()]);
+            path.push_back(*index);
+            ops.push(PatchOperation::Remove(RemoveOperation { path }));
+        }
+        Edit::AddToContainer { index, env, mount } => {
+            let container = spec.and_then(|s| s.containers.get(*index));
+            let has_env = container.is_some_and(|c| c.env.is_some());
+            let has_mounts = container.is_some_and(|c| c.volume_mounts.is_some());
+            let at = |field: &str| {
+                let mut path = PointerBuf::from_tokens(["spec", "containers"]);
+                path.push_back(*index);
+                path.push_back(field);
+                path
+            };
+            if let Some(env) = env {
+                add_to_list(ops, at("env"), has_env, serde_json::to_value(env)?);
+            }
+            if let Some(mount) = mount {
+                add_to_list(
+                    ops,
+                    at("volumeMounts"),
+                    has_mounts,
+                    serde_json::to_value(mount)?,
+                );
+            }
+        }
+        Edit::Sysctl { name, value } => {
+            let context = spec.and_then(|s| s.security_context.as_ref());
+            let sysctl = serde_json::json!({"name": name, "value": value});
+            match context {
+                None => add(
+                    ops,
+                    PointerBuf::from_tokens(["spec", "securityContext"]),
+                    serde_json::json!({"sysctls": [sysctl]}),
+                ),
+                Some(context) => add_to_list(
+                    ops,
+                    PointerBuf::from_tokens(["spec", "securityContext", "sysctls"]),
+                    context.sysctls.is_some(),
+                    sysctl,
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends `item` to the list at `path`, creating the list when missing.
+fn add_to_list(ops: &mut Vec<PatchOperation>, mut path: PointerBuf, exists: bool, item: Value) {
+    if exists {
+        path.push_back("-");
+        add(ops, path, item);
+    } else {
+        add(ops, path, Value::Array(vec![item]));
+    }
 }
 
 fn to_values<T: Serialize>(items: &[T]) -> Result<Vec<Value>, serde_json::Error> {

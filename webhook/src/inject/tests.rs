@@ -982,3 +982,298 @@ fn odd_values_never_panic() {
         }
     }
 }
+
+// ---- templates, a declared istio-proxy, newer capture annotations ---------
+
+/// A pod with the given containers (JSON) and annotations.
+fn with_containers(containers: Value, annotations: Value) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "gw-0", "labels": {"app": "gw"}, "annotations": annotations},
+        "spec": {"containers": containers}
+    }))
+    .unwrap()
+}
+
+fn init_args(out: &Value) -> meshkeeper_init::capture::CaptureConfig {
+    let args: Vec<String> =
+        serde_json::from_value(out["spec"]["initContainers"][0]["args"].clone()).unwrap();
+    meshkeeper_init::capture::CaptureConfig::from_args(args).unwrap()
+}
+
+#[test]
+fn gateway_template_merges_the_declared_proxy_in_place_without_capture() {
+    let p = with_containers(
+        json!([{"name": "istio-proxy", "image": "auto",
+                "ports": [{"containerPort": 8080, "name": "http2"}],
+                "resources": {"limits": {"cpu": "4"}}}]),
+        json!({(names::TEMPLATES): "gateway"}),
+    );
+    let outcome = run(&p);
+    assert!(warnings(&outcome).is_empty(), "{:?}", warnings(&outcome));
+    let out = injected(&outcome, &p);
+    assert_eq!(out["spec"].get("initContainers"), None, "no capture");
+    assert_eq!(names_of(&out["spec"]["containers"]), ["istio-proxy"]);
+    let proxy = &out["spec"]["containers"][0];
+    assert_eq!(proxy["image"], "envoyproxy/envoy:v1.36.2", "auto resolved");
+    assert_eq!(proxy["command"], json!(["envoy"]));
+    assert_eq!(proxy["resources"]["limits"]["cpu"], "4", "user wins");
+    assert_eq!(
+        proxy["resources"]["requests"]["cpu"], "100m",
+        "template kept"
+    );
+    let ports: Vec<i64> = proxy["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [15090, 15021, 8080]);
+    assert_eq!(proxy.get("restartPolicy"), None, "a main container");
+    assert_eq!(
+        out["spec"]["securityContext"]["sysctls"],
+        json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}])
+    );
+    let labels = &out["metadata"]["labels"];
+    assert_eq!(labels.get(names::TLS_MODE), None);
+    assert_eq!(labels[names::CANONICAL_NAME], "gw");
+    // No application container: no default container to name.
+    assert_eq!(
+        out["metadata"]["annotations"].get(names::DEFAULT_CONTAINER),
+        None
+    );
+    let status: InjectionStatus = serde_json::from_str(
+        out["metadata"]["annotations"][names::STATUS]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status.containers, ["istio-proxy"]);
+    assert!(status.init_containers.is_empty());
+    // The injected pod is not injected again.
+    let again: Pod = serde_json::from_value(out).unwrap();
+    assert!(skip_reason(&run(&again)).starts_with("already injected"));
+}
+
+#[test]
+fn gateway_without_a_declared_proxy_adds_one_and_keeps_pod_sysctls() {
+    let mut p = with_containers(
+        json!([{"name": "helper", "image": "busybox"}]),
+        json!({(names::TEMPLATES): "gateway", (names::NATIVE_SIDECAR): "true",
+               (Setting::ExcludeOutboundPorts.annotation()): "99999"}),
+    );
+    p.spec.as_mut().unwrap().security_context = Some(
+        serde_json::from_value(json!({
+            "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"}]
+        }))
+        .unwrap(),
+    );
+    let outcome = run(&p);
+    let w = warnings(&outcome).to_vec();
+    let out = injected(&outcome, &p);
+    assert_eq!(
+        names_of(&out["spec"]["containers"]),
+        ["helper", "meshkeeper-proxy"]
+    );
+    assert_eq!(out["spec"].get("initContainers"), None);
+    assert_eq!(
+        out["spec"]["securityContext"]["sysctls"],
+        json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"}]),
+        "the pod's own value wins"
+    );
+    // A bad capture value is not judged (nothing is captured) but is named.
+    assert!(
+        w.iter()
+            .any(|w| w.contains(Setting::ExcludeOutboundPorts.annotation())
+                && w.contains("gateway template captures no traffic")),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|w| w.contains(names::NATIVE_SIDECAR)), "{w:?}");
+}
+
+#[test]
+fn declared_proxy_is_merged_into_the_sidecar_never_left_beside_it() {
+    let p = with_containers(
+        json!([{"name": "istio-proxy", "image": "auto",
+                "env": [{"name": "EXTRA", "value": "1"}]},
+               {"name": "app", "image": "nginx"}]),
+        json!({}),
+    );
+    let out = injected(&run(&p), &p);
+    assert_eq!(names_of(&out["spec"]["containers"]), ["app", "istio-proxy"]);
+    assert_eq!(
+        names_of(&out["spec"]["initContainers"]),
+        ["meshkeeper-init"]
+    );
+    let proxy = &out["spec"]["containers"][1];
+    assert_eq!(proxy["image"], "envoyproxy/envoy:v1.36.2");
+    let env = names_of(&proxy["env"]);
+    assert!(
+        env.contains(&"POD_NAME") && env.contains(&"EXTRA"),
+        "{env:?}"
+    );
+    assert_eq!(
+        out["metadata"]["annotations"][names::DEFAULT_CONTAINER],
+        "app"
+    );
+    assert_eq!(out["metadata"]["labels"][names::TLS_MODE], "istio");
+
+    // Native: the merged proxy moves to the init containers.
+    let native = with_containers(
+        json!([{"name": "app", "image": "nginx"},
+               {"name": "istio-proxy", "image": "my/envoy:1"}]),
+        json!({(names::NATIVE_SIDECAR): "true"}),
+    );
+    let out = injected(&run(&native), &native);
+    assert_eq!(names_of(&out["spec"]["containers"]), ["app"]);
+    assert_eq!(
+        names_of(&out["spec"]["initContainers"]),
+        ["meshkeeper-init", "istio-proxy"]
+    );
+    assert_eq!(
+        out["spec"]["initContainers"][1]["image"], "my/envoy:1",
+        "user's image wins"
+    );
+    assert_eq!(out["spec"]["initContainers"][1]["restartPolicy"], "Always");
+
+    // The pod's only container stays a container, with a hint.
+    let alone = with_containers(json!([{"name": "istio-proxy", "image": "auto"}]), json!({}));
+    let outcome = run(&alone);
+    let out = injected(&outcome, &alone);
+    assert_eq!(names_of(&out["spec"]["containers"]), ["istio-proxy"]);
+    assert!(
+        warnings(&outcome)
+            .iter()
+            .any(|w| w.contains("inject.istio.io/templates=gateway")),
+        "{:?}",
+        warnings(&outcome)
+    );
+}
+
+#[test]
+fn grpc_templates_mount_the_bootstrap_and_inject_no_proxy() {
+    for name in ["grpc-agent", "grpc-simple"] {
+        let p = with_containers(
+            json!([{"name": "server", "image": "grpc:1",
+                    "env": [{"name": "PORT", "value": "50051"}]},
+                   {"name": "client", "image": "grpc:1",
+                    "env": [{"name": "GRPC_XDS_BOOTSTRAP", "value": "/mine.json"}]}]),
+            json!({(names::TEMPLATES): name}),
+        );
+        let outcome = run(&p);
+        let out = injected(&outcome, &p);
+        assert_eq!(out["spec"].get("initContainers"), None, "{name}");
+        assert_eq!(
+            names_of(&out["spec"]["containers"]),
+            ["server", "client"],
+            "{name}"
+        );
+        let server = &out["spec"]["containers"][0];
+        assert_eq!(
+            server["env"],
+            json!([{"name": "PORT", "value": "50051"},
+                   {"name": "GRPC_XDS_BOOTSTRAP", "value": "/etc/meshkeeper/proxy/grpc-bootstrap.json"}])
+        );
+        assert_eq!(
+            server["volumeMounts"],
+            json!([{"name": "meshkeeper-proxy-config", "mountPath": "/etc/meshkeeper/proxy", "readOnly": true}])
+        );
+        // The container's own variable wins, and the author hears about it.
+        let client = &out["spec"]["containers"][1];
+        assert_eq!(
+            client["env"],
+            json!([{"name": "GRPC_XDS_BOOTSTRAP", "value": "/mine.json"}])
+        );
+        assert!(
+            warnings(&outcome)
+                .iter()
+                .any(|w| w.contains("client") && w.contains("/mine.json")),
+            "{:?}",
+            warnings(&outcome)
+        );
+        assert_eq!(
+            names_of(&out["spec"]["volumes"]),
+            ["meshkeeper-proxy-config"]
+        );
+        assert_eq!(out["metadata"]["labels"].get(names::TLS_MODE), None);
+        let status: InjectionStatus = serde_json::from_str(
+            out["metadata"]["annotations"][names::STATUS]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(status.containers.is_empty() && status.init_containers.is_empty());
+    }
+}
+
+#[test]
+fn grpc_refuses_an_istio_proxy_it_cannot_resolve() {
+    let p = with_containers(
+        json!([{"name": "app", "image": "grpc:1"}, {"name": "istio-proxy", "image": "auto"}]),
+        json!({(names::TEMPLATES): "grpc-agent"}),
+    );
+    let message = denial(&run(&p)).to_owned();
+    assert!(
+        message.contains("istio-proxy")
+            && message.contains("\"auto\"")
+            && message.contains(names::TEMPLATES),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_template_is_refused_with_the_known_ones() {
+    let p = annotated(json!({(names::TEMPLATES): "spire"}));
+    let message = denial(&run(&p)).to_owned();
+    assert!(
+        message.contains("inject.istio.io/templates=\"spire\"")
+            && message.contains("sidecar, gateway, grpc-agent, grpc-simple"),
+        "{message}"
+    );
+}
+
+#[test]
+fn newer_capture_annotations_reach_the_init_container() {
+    let p = annotated(json!({
+        (Setting::IncludeOutboundPorts.annotation()): "443",
+        "status.sidecar.istio.io/port": "15555",
+        "traffic.sidecar.istio.io/kubevirtInterfaces": "k6t-eth0",
+    }));
+    let out = injected(&run(&p), &p);
+    let config = init_args(&out);
+    assert_eq!(config.include_outbound_ports, [443]);
+    assert_eq!(config.status_port, 15555);
+    assert_eq!(config.reroute_virtual_interfaces, ["k6t-eth0"]);
+
+    // The current name wins over the older one, which is named in a warning.
+    let p = annotated(json!({
+        "istio.io/reroute-virtual-interfaces": "tap0",
+        "traffic.sidecar.istio.io/kubevirtInterfaces": "k6t-eth0",
+    }));
+    let outcome = run(&p);
+    assert!(
+        warnings(&outcome)
+            .iter()
+            .any(|w| w.contains("kubevirtInterfaces") && w.contains("ignored")),
+        "{:?}",
+        warnings(&outcome)
+    );
+    assert_eq!(
+        init_args(&injected(&outcome, &p)).reroute_virtual_interfaces,
+        ["tap0"]
+    );
+
+    // Bad values name the annotation actually used.
+    for (annotation, value) in [
+        ("traffic.sidecar.istio.io/kubevirtInterfaces", "eth 0"),
+        ("status.sidecar.istio.io/port", "http"),
+        ("traffic.sidecar.istio.io/includeOutboundPorts", "0"),
+    ] {
+        let p = annotated(json!({(annotation): value}));
+        let message = denial(&run(&p)).to_owned();
+        assert!(
+            message.contains(&format!("{annotation}={value:?}")),
+            "{message}"
+        );
+    }
+}
