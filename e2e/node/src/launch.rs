@@ -43,14 +43,49 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
+/// Where the node keeps the launch spec of a pod's container.
+pub fn spec_path(state_dir: &Path, pod_uid: &str, container: &str) -> PathBuf {
+    state_dir
+        .join("pods")
+        .join(pod_uid)
+        .join("launch")
+        .join(format!("{container}.json"))
+}
+
+pub fn read_spec(file: &Path) -> anyhow::Result<LaunchSpec> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading launch spec {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing launch spec {}", file.display()))
+}
+
+/// `command` with its program found in the container's `PATH`.
+pub fn resolve(command: &[String], env: &[(String, String)]) -> anyhow::Result<Vec<String>> {
+    let Some((program, rest)) = command.split_first() else {
+        bail!("no command to run");
+    };
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or("/usr/bin:/bin", |(_, v)| v.as_str());
+    let found = if program.contains('/') {
+        Some(PathBuf::from(program))
+    } else {
+        path.split(':')
+            .map(|d| Path::new(d).join(program))
+            .find(|p| is_executable(p))
+    };
+    let Some(found) = found else {
+        bail!("{program:?} is not in the container's PATH ({path})");
+    };
+    let mut argv = vec![found.display().to_string()];
+    argv.extend(rest.iter().cloned());
+    Ok(argv)
+}
+
 /// Never returns on success: the process becomes the container.
-pub fn launch(spec_file: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(spec_file)
-        .with_context(|| format!("reading launch spec {}", spec_file.display()))?;
-    let spec: LaunchSpec = serde_json::from_str(&text)
-        .with_context(|| format!("parsing launch spec {}", spec_file.display()))?;
+pub fn launch(spec: &LaunchSpec) -> anyhow::Result<()> {
     let Some((program, args)) = spec.argv.split_first() else {
-        bail!("launch spec {} has an empty argv", spec_file.display());
+        bail!("the launch spec has an empty argv");
     };
 
     enter_network_namespace(&spec.netns)?;

@@ -5,16 +5,7 @@
 //!   meshkeeper-node serve --kubeconfig F --images F --state-dir D
 //!   meshkeeper-node launch SPEC.json      (internal: starts one container)
 
-mod container;
-mod env;
-mod images;
-mod launch;
-mod network;
-mod node;
-mod pod;
-mod probe;
-mod status;
-mod volumes;
+use meshkeeper_node::{images, launch, network, node, pod};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,6 +35,19 @@ enum Cmd {
     Serve(ServeArgs),
     /// Start one container (used by `serve`; not for people).
     Launch { spec: PathBuf },
+    /// Run a command in a running container, as `kubectl exec` would:
+    /// `exec NAMESPACE/POD CONTAINER -- COMMAND...` (stdio inherited).
+    Exec {
+        /// The node's state folder (`serve --state-dir`).
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        pod: String,
+        container: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -68,7 +72,27 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         // Before any thread exists: namespaces are per thread.
-        Cmd::Launch { spec } => launch::launch(&spec),
+        Cmd::Launch { spec } => launch::launch(&launch::read_spec(&spec)?),
+        Cmd::Exec {
+            state_dir,
+            kubeconfig,
+            pod,
+            container,
+            command,
+        } => {
+            // The pod's UID names its folder; asking the API keeps the
+            // threads of that runtime away from the namespace switch below.
+            let uid = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(pod_uid(&kubeconfig, &pod))?;
+            let file = launch::spec_path(&state_dir, &uid, &container);
+            let mut spec = launch::read_spec(&file).with_context(|| {
+                format!("container {container} of pod {pod} is not running on this node")
+            })?;
+            spec.argv = launch::resolve(&command, &spec.env)?;
+            launch::launch(&spec)
+        }
         Cmd::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -196,6 +220,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     ctx.net.tear_down().await;
     Ok(())
+}
+
+async fn pod_uid(kubeconfig: &std::path::Path, key: &str) -> anyhow::Result<String> {
+    let (ns, name) = key
+        .split_once('/')
+        .with_context(|| format!("pod {key:?} must be NAMESPACE/NAME"))?;
+    let config = Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default()).await?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_from(config)?;
+    let pod = Api::<Pod>::namespaced(client, ns).get(name).await?;
+    pod.metadata.uid.context("the pod has no UID")
 }
 
 fn dispatch(
