@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use meshkeeper_crds::networking::destination_rule::{
     ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, DestinationRuleSpec,
-    LoadBalancerSettings, OutlierDetection, TrafficPolicy,
+    LoadBalancerSettings, OutlierDetection, TrafficPolicy, ZoneAwareLoadBalancerSetting,
 };
 
 use super::common::{self as c, Findings, HostRules};
@@ -174,6 +174,10 @@ fn check_traffic_policy(p: &TrafficPolicy, path: &str, top_level: bool, out: &mu
             &format!("{path}.retryBudget.percent"),
             out,
         );
+        // `0ms` is the documented default (count active requests only).
+        if let Some(interval) = &rb.budget_interval {
+            c::check_duration_or_zero(interval, &format!("{path}.retryBudget.budgetInterval"), out);
+        }
     }
     if !top_level {
         return;
@@ -285,6 +289,16 @@ fn check_load_balancer(lb: &LoadBalancerSettings, path: &str, out: &mut Findings
             out,
         );
     }
+    if lb.locality_lb_setting.is_some() && lb.zone_aware_lb_setting.is_some() {
+        out.error(
+            LOAD_BALANCER,
+            path,
+            "set either localityLbSetting or zoneAwareLbSetting, not both",
+        );
+    }
+    if let Some(zone) = &lb.zone_aware_lb_setting {
+        check_zone_aware(zone, &format!("{path}.zoneAwareLbSetting"), out);
+    }
     if let Some(loc) = &lb.locality_lb_setting {
         let lpath = format!("{path}.localityLbSetting");
         if loc.distribute.as_ref().is_some_and(|d| !d.is_empty())
@@ -324,6 +338,55 @@ fn check_load_balancer(lb: &LoadBalancerSettings, path: &str, out: &mut Findings
         }
     }
 }
+
+/// Zone-aware settings, as Istio's webhook judges them: failover is between
+/// regions only (zones and subzones are automatic), and the topology labels
+/// cannot rank priorities because zone-aware routing already does.
+fn check_zone_aware(zone: &ZoneAwareLoadBalancerSetting, path: &str, out: &mut Findings) {
+    for (i, f) in zone.failover.iter().flatten().enumerate() {
+        let fpath = format!("{path}.failover[{i}]");
+        let from = f.from.as_deref().unwrap_or_default();
+        let to = f.to.as_deref().unwrap_or_default();
+        if from == to {
+            out.error(
+                LOAD_BALANCER,
+                &fpath,
+                format!("failover from and to are both `{from}`; they must be different regions"),
+            );
+        }
+        for (field, region) in [("from", from), ("to", to)] {
+            if region.contains('/') || region.contains('*') {
+                out.error(
+                    LOAD_BALANCER,
+                    format!("{fpath}.{field}"),
+                    format!(
+                        "`{region}` is not a plain region: zone-aware failover names regions only \
+                         (no `/zone`, no `*`), zones and subzones fail over automatically"
+                    ),
+                );
+            }
+        }
+    }
+    for (i, label) in zone.failover_priority.iter().flatten().enumerate() {
+        if TOPOLOGY_LABELS.contains(&label.as_str()) {
+            out.error(
+                LOAD_BALANCER,
+                format!("{path}.failoverPriority[{i}]"),
+                format!(
+                    "`{label}` cannot rank priorities here: zone-aware routing already orders by \
+                     region, zone and subzone; use other labels (e.g. topology.istio.io/network)"
+                ),
+            );
+        }
+    }
+}
+
+/// Labels zone-aware load balancing orders by on its own.
+const TOPOLOGY_LABELS: [&str; 3] = [
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.istio.io/subzone",
+];
 
 fn check_connection_pool(cp: &ConnectionPoolSettings, path: &str, out: &mut Findings) {
     if cp.tcp.is_none() && cp.http.is_none() {
@@ -368,6 +431,20 @@ fn check_connection_pool(cp: &ConnectionPoolSettings, path: &str, out: &mut Find
             c::check_non_negative(v, &format!("{h}.{field}"), out);
         }
         c::check_opt_duration(http.idle_timeout.as_ref(), &format!("{h}.idleTimeout"), out);
+        if let Some(ka) = &http.http2_keep_alive {
+            // Istio requires both once the block is there.
+            for (field, value) in [("interval", &ka.interval), ("timeout", &ka.timeout)] {
+                let fpath = format!("{h}.http2KeepAlive.{field}");
+                match value {
+                    Some(v) => c::check_duration(v, &fpath, out),
+                    None => out.error(
+                        POLICY_SHAPE,
+                        fpath,
+                        format!("http2KeepAlive needs {field} (a duration such as `30s`)"),
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -410,6 +487,20 @@ fn check_outlier_detection(od: &OutlierDetection, path: &str, out: &mut Findings
         &format!("{path}.minHealthPercent"),
         out,
     );
+    for (i, code) in od
+        .outlier_detection_http_error_codes
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        if !(100..=599).contains(code) {
+            out.error(
+                POLICY_SHAPE,
+                format!("{path}.outlierDetectionHttpErrorCodes[{i}]"),
+                format!("{code} is not an HTTP status code: allowed 100-599"),
+            );
+        }
+    }
 }
 
 fn check_client_tls(tls: &ClientTlsSettings, path: &str, out: &mut Findings) {
@@ -731,6 +822,79 @@ mod tests {
         assert_no_errors(&dr(
             json!({"host": "r", "trafficPolicy": {"outlierDetection": {"consecutiveLocalOriginFailures": 3, "splitExternalLocalOriginErrors": true}}}),
         ));
+    }
+
+    #[test]
+    fn recent_istio_fields_are_accepted_and_checked_as_istio_does() {
+        let good = dr(json!({"host": "r", "trafficPolicy": {
+            "loadBalancer": {"simple": "ROUND_ROBIN", "zoneAwareLbSetting": {
+                "enabled": true,
+                "failover": [{"from": "us-east", "to": "eu-west"}],
+                "failoverPriority": ["topology.istio.io/network"],
+                "minClusterSize": 3
+            }},
+            "connectionPool": {"http": {"http2KeepAlive": {"interval": "30s", "timeout": "5s"}}},
+            "outlierDetection": {"consecutive5xxErrors": 3, "outlierDetectionHttpErrorCodes": [500, 503]},
+            "retryBudget": {"percent": 20, "budgetInterval": "0ms"}
+        }}));
+        assert_no_errors(&good);
+
+        let found = dr(json!({"host": "r", "trafficPolicy": {
+            "loadBalancer": {
+                "localityLbSetting": {"enabled": true},
+                "zoneAwareLbSetting": {
+                    "failover": [{"from": "us-east", "to": "us-east"}, {"from": "us-east/zone1", "to": "eu-west"}],
+                    "failoverPriority": ["topology.kubernetes.io/zone"]
+                }
+            },
+            "connectionPool": {"http": {"http2KeepAlive": {"interval": "30s"}}},
+            "outlierDetection": {"outlierDetectionHttpErrorCodes": [99]},
+            "retryBudget": {"budgetInterval": "soon"}
+        }}));
+        let lb = "spec.trafficPolicy.loadBalancer";
+        assert_finding(&found, LOAD_BALANCER, Severity::Error, lb, "not both");
+        assert_finding(
+            &found,
+            LOAD_BALANCER,
+            Severity::Error,
+            &format!("{lb}.zoneAwareLbSetting.failover[0]"),
+            "different regions",
+        );
+        assert_finding(
+            &found,
+            LOAD_BALANCER,
+            Severity::Error,
+            &format!("{lb}.zoneAwareLbSetting.failover[1].from"),
+            "`us-east/zone1`",
+        );
+        assert_finding(
+            &found,
+            LOAD_BALANCER,
+            Severity::Error,
+            &format!("{lb}.zoneAwareLbSetting.failoverPriority[0]"),
+            "topology.kubernetes.io/zone",
+        );
+        assert_finding(
+            &found,
+            POLICY_SHAPE,
+            Severity::Error,
+            "spec.trafficPolicy.connectionPool.http.http2KeepAlive.timeout",
+            "needs timeout",
+        );
+        assert_finding(
+            &found,
+            POLICY_SHAPE,
+            Severity::Error,
+            "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[0]",
+            "100-599",
+        );
+        assert_finding(
+            &found,
+            c::DURATION,
+            Severity::Error,
+            "spec.trafficPolicy.retryBudget.budgetInterval",
+            "`soon`",
+        );
     }
 
     #[test]
