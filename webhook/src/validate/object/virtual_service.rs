@@ -538,6 +538,7 @@ fn check_redirect_and_rewrite(rule: &HttpRoute, path: &str, out: &mut Findings) 
     if let Some(r) = &rule.redirect {
         let rpath = format!("{path}.redirect");
         if r.uri.is_none()
+            && r.prefix_rewrite.is_none()
             && r.authority.is_none()
             && r.scheme.is_none()
             && r.port.is_none()
@@ -546,8 +547,30 @@ fn check_redirect_and_rewrite(rule: &HttpRoute, path: &str, out: &mut Findings) 
             out.error(
                 REDIRECT,
                 &rpath,
-                "a redirect must change something: set uri, authority, scheme, port or derivePort",
+                "a redirect must change something: set uri, prefixRewrite, authority, scheme, port or derivePort",
             );
+        }
+        if r.prefix_rewrite.is_some() {
+            if r.uri.is_some() {
+                out.error(
+                    REDIRECT,
+                    &rpath,
+                    "set either uri or prefixRewrite, not both",
+                );
+            }
+            // The prefix to replace is the one a prefix match matched; Istio
+            // refuses any other kind of uri match here.
+            for (i, m) in rule.r#match.iter().flatten().enumerate() {
+                if let Some(uri) = &m.uri
+                    && !matches!(uri, StringMatch::Prefix(_))
+                {
+                    out.error(
+                        REDIRECT,
+                        format!("{path}.match[{i}].uri"),
+                        "redirect.prefixRewrite needs every uri match of the rule to be a prefix match",
+                    );
+                }
+            }
         }
         if r.port.is_some() && r.derive_port.is_some() {
             out.error(REDIRECT, &rpath, "set either port or derivePort, not both");
@@ -1473,6 +1496,32 @@ mod tests {
             "allowOrigins": [{"exact": "https://example.com"}, {"regex": "https://.*\\.example\\.com"}],
             "allowMethods": ["GET", "POST"], "allowHeaders": ["x-custom"], "maxAge": "24h"
         }}])));
+    }
+
+    #[test]
+    fn redirect_prefix_rewrite() {
+        assert_no_errors(&http(json!([
+            {"match": [{"uri": {"prefix": "/old/"}}], "redirect": {"prefixRewrite": "/new/"}},
+            {"route": [to("r")]}
+        ])));
+        let found = http(json!([
+            {"match": [{"uri": {"exact": "/old"}}], "redirect": {"uri": "/x", "prefixRewrite": "/new/"}},
+            {"route": [to("r")]}
+        ]));
+        assert_finding(
+            &found,
+            REDIRECT,
+            Severity::Error,
+            "spec.http[0].redirect",
+            "not both",
+        );
+        assert_finding(
+            &found,
+            REDIRECT,
+            Severity::Error,
+            "spec.http[0].match[0].uri",
+            "prefix match",
+        );
     }
 
     #[test]
