@@ -21,12 +21,18 @@ pub struct Injected {
 }
 
 /// Where a kind keeps its pod template, as JSON pointer segments; `None`
-/// for kinds that carry no pod (they pass through unchanged).
+/// for kinds that carry no pod (they pass through unchanged, with a note).
+/// OpenShift's DeploymentConfig (`apps.openshift.io/v1`) keeps it where a
+/// ReplicationController does.
 fn pod_template_path(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-            Some(&["spec", "template"])
-        }
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController"
+        | "DeploymentConfig" => Some(&["spec", "template"]),
         "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
         "Pod" => Some(&[]),
         _ => None,
@@ -68,14 +74,17 @@ fn inject_document(
         }
         return Ok(doc);
     }
-    let Some(path) = pod_template_path(&kind) else {
-        return Ok(doc);
-    };
     let name = doc["metadata"]["name"]
         .as_str()
         .or_else(|| doc["metadata"]["generateName"].as_str())
         .unwrap_or("(unnamed)")
         .to_string();
+    let Some(path) = pod_template_path(&kind) else {
+        // Said out loud: a workload kind meshctl does not know would
+        // otherwise reach the cluster without a sidecar and nobody notice.
+        notes.push(passed_through(&kind, &name));
+        return Ok(doc);
+    };
     let namespace = doc["metadata"]["namespace"]
         .as_str()
         .unwrap_or("default")
@@ -138,6 +147,15 @@ fn inject_document(
     }
 }
 
+fn passed_through(kind: &str, name: &str) -> String {
+    if kind.is_empty() {
+        return format!("document {name} has no kind: passed through unchanged");
+    }
+    format!(
+        "{kind} {name}: passed through unchanged (kube-inject injects Pods and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs, CronJobs and OpenShift DeploymentConfigs)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,8 +196,11 @@ mod tests {
             json!({"kind": "Job", "metadata": {"name": "j"}, "spec": {"template": template}}),
             json!({"kind": "CronJob", "metadata": {"name": "c"}, "spec": {"jobTemplate": {"spec": {"template": template}}}}),
             json!({"kind": "Pod", "metadata": {"name": "p"}, "spec": pod_spec()}),
+            json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc"}, "spec": {"replicas": 1, "template": template}}),
+            json!({"apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig", "metadata": {"name": "dc"}, "spec": {"replicas": 1, "template": template}}),
         ];
         let out = inject_documents(docs, &settings()).unwrap();
+        assert!(out.notes.is_empty(), "{:?}", out.notes);
         for doc in &out.documents {
             let kind = doc["kind"].as_str().unwrap();
             let pod = match kind {
@@ -215,6 +236,16 @@ mod tests {
         ]});
         let out = inject_documents(vec![service.clone(), list], &settings()).unwrap();
         assert_eq!(out.documents[0], service);
+        // Each passed-through document is named, the one in the List too.
+        assert_eq!(
+            out.notes
+                .iter()
+                .filter(|n| n.starts_with("Service web: passed through unchanged"))
+                .count(),
+            2,
+            "{:?}",
+            out.notes
+        );
         assert_eq!(out.documents[1]["items"][0], service);
         assert_eq!(
             names(&out.documents[1]["items"][1]["spec"]["initContainers"]),
@@ -285,6 +316,37 @@ mod tests {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && !canonical.ends_with('-'),
             "{canonical}"
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_and_kindless_documents_are_named() {
+        let docs = vec![
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+                   "spec": {"template": {"spec": pod_spec()}}}),
+            json!({"metadata": {"name": "odd"}}),
+        ];
+        let out = inject_documents(docs.clone(), &settings()).unwrap();
+        assert_eq!(out.documents, docs);
+        assert_eq!(out.notes.len(), 2, "{:?}", out.notes);
+        assert!(
+            out.notes[0].starts_with("Rollout web: passed through unchanged")
+                && out.notes[0].contains("DeploymentConfigs"),
+            "{:?}",
+            out.notes
+        );
+        assert!(out.notes[1].contains("odd has no kind"), "{:?}", out.notes);
+    }
+
+    #[test]
+    fn replication_controller_without_template_is_an_error() {
+        let doc = json!({"kind": "ReplicationController", "metadata": {"name": "rc"}, "spec": {"replicas": 1}});
+        let err = inject_documents(vec![doc], &settings())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ReplicationController rc has no pod template at spec.template"),
+            "{err}"
         );
     }
 

@@ -25,6 +25,7 @@ mod analyze;
 mod cluster;
 mod kube_inject;
 mod manifests;
+mod workloads;
 
 #[derive(Parser)]
 #[command(name = "meshctl", version, about = "meshkeeper's command line")]
@@ -47,9 +48,12 @@ enum Command {
         /// Namespace for objects that name none.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
-        /// Also read the VirtualServices and DestinationRules the cluster
-        /// holds (all namespaces) and judge the files together with them;
-        /// the files' objects replace cluster objects of the same name.
+        /// Also read the VirtualServices, DestinationRules, Gateways and
+        /// ServiceEntries the cluster holds (all namespaces), its Services,
+        /// running Pods and Secrets (when allowed), and judge the files
+        /// together with them; the files' objects replace cluster objects
+        /// of the same name. Only then are destination hosts without a
+        /// Service reported, and subsets that select no running pod.
         /// Uses --kubeconfig, else KUBECONFIG or ~/.kube/config. Without
         /// it (and without --kubeconfig) the analysis is purely offline.
         #[arg(long)]
@@ -59,8 +63,9 @@ enum Command {
         kubeconfig: Option<PathBuf>,
     },
     /// Inject the sidecar into Pods, Deployments, StatefulSets, DaemonSets,
-    /// ReplicaSets, Jobs, CronJobs and Lists of them; other documents pass
-    /// through unchanged. Writes YAML to stdout, notes to stderr.
+    /// ReplicaSets, ReplicationControllers, Jobs, CronJobs, OpenShift
+    /// DeploymentConfigs and Lists of them; other documents pass through
+    /// unchanged, each named on stderr. Writes YAML to stdout, notes to stderr.
     KubeInject {
         /// Manifest to read (multi-document YAML or JSON); `-` for stdin.
         #[arg(short = 'f', long = "filename")]
@@ -106,12 +111,18 @@ fn main() -> anyhow::Result<()> {
             cluster,
             kubeconfig,
         } => {
-            let cluster_objects = if cluster || kubeconfig.is_some() {
-                cluster::networking_objects(kubeconfig.as_deref())?
+            let (networking, workloads) = if cluster || kubeconfig.is_some() {
+                let listed = cluster::objects(kubeconfig.as_deref())?;
+                let workloads = workloads::Workloads::from_cluster(
+                    &listed.services,
+                    &listed.pods,
+                    listed.secrets.as_deref(),
+                );
+                (listed.networking, workloads)
             } else {
-                Vec::new()
+                (Vec::new(), workloads::Workloads::default())
             };
-            let reports = analyze::analyze(&paths, &namespace, &cluster_objects);
+            let reports = analyze::analyze(&paths, &namespace, &networking, workloads);
             for report in &reports {
                 println!("{report}");
             }
