@@ -358,6 +358,8 @@ pub fn launcher_command(
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(err)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .process_group(0);
     Ok(cmd)
 }

@@ -129,10 +129,20 @@ fn enter_network_namespace(path: &Path) -> anyhow::Result<()> {
 
 /// Creates the mount point, a file or a folder to match the source.
 fn prepare_target(source: &Path, target: &Path) -> anyhow::Result<()> {
-    if target.exists() {
+    let source_meta = source
+        .metadata()
+        .with_context(|| format!("volume source {}", source.display()))?;
+    if let Ok(t) = target.metadata() {
+        if t.is_dir() != source_meta.is_dir() {
+            bail!(
+                "cannot mount {} on {}: one is a folder, the other a file",
+                source.display(),
+                target.display()
+            );
+        }
         return Ok(());
     }
-    if source.is_dir() {
+    if source_meta.is_dir() {
         std::fs::create_dir_all(target)
     } else {
         if let Some(parent) = target.parent() {

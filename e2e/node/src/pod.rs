@@ -106,6 +106,14 @@ pub async fn run(ctx: Arc<Ctx>, mut updates: watch::Receiver<Option<Pod>>) {
     let pc = Arc::new(PodCtx::new(ctx.clone(), pod.clone(), sandbox));
     let writer = tokio::spawn(status_writer(pc.clone()));
 
+    // Containers start once their volumes are in place, as on a kubelet.
+    if !mount_volumes(&pc, &mut updates).await {
+        writer.abort();
+        ctx.net.delete(&pc.sandbox).await;
+        let _ = std::fs::remove_dir_all(&pc.dir);
+        finish_delete(&ctx, &updates, &pod).await;
+        return;
+    }
     let (stop_main, stop_main_rx) = watch::channel(false);
     let (stop_side, stop_side_rx) = watch::channel(false);
     let tasks = Arc::new(Tasks::default());
@@ -286,6 +294,26 @@ fn start(
     });
     tasks.add(false, h);
     rx
+}
+
+/// Writes the volumes until it works (false: the pod went away first).
+async fn mount_volumes(pc: &PodCtx, updates: &mut watch::Receiver<Option<Pod>>) -> bool {
+    let mut reported = String::new();
+    loop {
+        match pc.write_files().await {
+            Ok(()) => return true,
+            Err(e) => {
+                if e != reported {
+                    pc.event_warning("FailedMount", &e).await;
+                    reported = e;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = wait_gone(updates, &pc.ctx.shutdown) => return false,
+        }
+    }
 }
 
 /// Keeps volumes (and /etc/hosts) current: the kubelet's periodic sync.
