@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 
 use meshkeeper_crds::networking::{KINDS, NetworkingObject};
-use meshkeeper_crds::parse;
 use meshkeeper_webhook::validate::index::Index;
 use meshkeeper_webhook::validate::{self, Finding, Severity, subsets};
 use serde_json::Value;
 
 use crate::manifests::{self, Source};
+use crate::workloads::{self, Workloads};
 
 /// Where an analyzed object came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,12 @@ struct Loaded {
 /// networking object that does not decode (MK0001, with its field path).
 /// Cluster objects that do not decode are warnings (they are skipped: the
 /// files are what is being judged).
-pub fn analyze(args: &[PathBuf], default_namespace: &str, cluster: &[Value]) -> Vec<Report> {
+pub fn analyze(
+    args: &[PathBuf],
+    default_namespace: &str,
+    cluster: &[Value],
+    mut workloads: Workloads,
+) -> Vec<Report> {
     let (sources, unreadable) = manifests::sources(args);
     let mut reports: Vec<Report> = unreadable
         .into_iter()
@@ -91,19 +96,35 @@ pub fn analyze(args: &[PathBuf], default_namespace: &str, cluster: &[Value]) -> 
     reports.extend(cluster_reports);
     let mut loaded = Vec::new();
     for source in &sources {
-        read_source(source, default_namespace, &mut loaded, &mut reports);
+        read_source(
+            source,
+            default_namespace,
+            &mut Read {
+                loaded: &mut loaded,
+                workloads: &mut workloads,
+                reports: &mut reports,
+            },
+        );
     }
-    reports.extend(judge(&cluster_objects, &loaded));
+    reports.extend(judge(&cluster_objects, &loaded, &workloads));
     reports
 }
 
-/// Reads one source's documents into `loaded`, its problems into `reports`.
-fn read_source(
-    source: &Source,
-    default_namespace: &str,
-    loaded: &mut Vec<Loaded>,
-    reports: &mut Vec<Report>,
-) {
+/// Where the documents read go.
+struct Read<'a> {
+    loaded: &'a mut Vec<Loaded>,
+    workloads: &'a mut Workloads,
+    reports: &'a mut Vec<Report>,
+}
+
+/// Reads one source's networking objects into `loaded`, its Services and
+/// Secrets into `workloads`, its problems into `reports`.
+fn read_source(source: &Source, default_namespace: &str, into: &mut Read<'_>) {
+    let Read {
+        loaded,
+        workloads,
+        reports,
+    } = into;
     let origin = Origin::from(source);
     let mut take = |number: usize, document: Result<Value, String>| match document {
         Err(message) => reports.push(input_error(
@@ -118,7 +139,20 @@ fn read_source(
                         Ok(item) => loaded.push(item),
                         Err(report) => reports.push(report),
                     },
-                    Shape::OtherKind => {}
+                    Shape::OtherKind => match workloads::core_object(&object, default_namespace) {
+                        Some(Ok(core)) => workloads.add(core),
+                        Some(Err(message)) => reports.push(Report {
+                            origin: origin.clone(),
+                            object: label_of(&object),
+                            finding: Finding::error(
+                                validate::Check::ObjectRules,
+                                "MK0001",
+                                "(document)",
+                                format!("does not decode: {message}"),
+                            ),
+                        }),
+                        None => {}
+                    },
                     Shape::Untyped => reports.push(Report {
                         origin: origin.clone(),
                         object: "(document)".to_owned(),
@@ -248,9 +282,10 @@ fn decode_cluster(values: &[Value]) -> (Vec<NetworkingObject>, Vec<Report>) {
 
 /// Judges the files' objects against one index of the cluster's objects and
 /// theirs. Only the files' objects are reported: the cluster's are context.
-fn judge(cluster: &[NetworkingObject], files: &[Loaded]) -> Vec<Report> {
+fn judge(cluster: &[NetworkingObject], files: &[Loaded], workloads: &Workloads) -> Vec<Report> {
     let file_objects: Vec<&NetworkingObject> = files.iter().map(|item| &item.object).collect();
-    let index = index_of(cluster.iter().chain(file_objects.iter().copied()));
+    let mut index = index_of(cluster.iter().chain(file_objects.iter().copied()));
+    workloads.fill(&mut index);
     // For DestinationRule edits: the cluster's VirtualServices the files
     // leave alone (a file VirtualService is judged itself, MK0201).
     let mut cluster_users = index.clone();
@@ -312,6 +347,10 @@ fn index_of<'a>(objects: impl IntoIterator<Item = &'a NetworkingObject>) -> Inde
         match object {
             NetworkingObject::DestinationRule(dr) => index.upsert_destination_rule(dr),
             NetworkingObject::VirtualService(vs) => index.upsert_virtual_service(vs),
+            NetworkingObject::Gateway(gateway) => index.catalog_mut().upsert_gateway(gateway),
+            NetworkingObject::ServiceEntry(entry) => {
+                index.catalog_mut().upsert_service_entry(entry)
+            }
             _ => {}
         }
     }
@@ -362,7 +401,12 @@ mod tests {
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v9\n",
         );
         write(&dir, "notes.txt", "not a manifest");
-        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        let reports = analyze(
+            std::slice::from_ref(&dir),
+            "default",
+            &[],
+            Workloads::default(),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         let errors: Vec<_> = reports
             .iter()
@@ -385,7 +429,12 @@ mod tests {
             "bad.yaml",
             "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: r\nspec:\n  host: r\n  trafficPolicy:\n    tls:\n      mode: STRICT\n",
         );
-        let reports = analyze(&[dir.join("bad.yaml")], "default", &[]);
+        let reports = analyze(
+            &[dir.join("bad.yaml")],
+            "default",
+            &[],
+            Workloads::default(),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(reports.len(), 1, "{reports:?}");
         assert_eq!(reports[0].finding.code, "MK0001");
@@ -402,6 +451,7 @@ mod tests {
             &[PathBuf::from("/nonexistent/meshkeeper"), dir.clone()],
             "default",
             &[],
+            Workloads::default(),
         );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
@@ -424,7 +474,12 @@ mod tests {
         write(&dir, "a-broken.yaml", "kind: [unclosed\n");
         write(&dir, "dr.yaml", DR);
         write(&dir, "vs.yaml", VS_TO_V9);
-        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        let reports = analyze(
+            std::slice::from_ref(&dir),
+            "default",
+            &[],
+            Workloads::default(),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             codes(&reports),
@@ -449,9 +504,24 @@ mod tests {
             b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00",
         )
         .unwrap();
-        let named = analyze(&[dir.join("rules.txt")], "default", &[]);
-        let text = analyze(&[dir.join("notes.txt")], "default", &[]);
-        let binary = analyze(&[dir.join("image.png")], "default", &[]);
+        let named = analyze(
+            &[dir.join("rules.txt")],
+            "default",
+            &[],
+            Workloads::default(),
+        );
+        let text = analyze(
+            &[dir.join("notes.txt")],
+            "default",
+            &[],
+            Workloads::default(),
+        );
+        let binary = analyze(
+            &[dir.join("image.png")],
+            "default",
+            &[],
+            Workloads::default(),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             codes(&named),
@@ -474,7 +544,12 @@ mod tests {
             parse_one(VS_TO_V9),
         ]});
         write(&dir, "list.json", &list.to_string());
-        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        let reports = analyze(
+            std::slice::from_ref(&dir),
+            "default",
+            &[],
+            Workloads::default(),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             codes(&reports),
@@ -493,7 +568,12 @@ mod tests {
         }
         text.push_str(&format!("---\n{DR}---\n{VS_TO_V9}"));
         write(&dir, "chart.yaml", &text);
-        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        let reports = analyze(
+            std::slice::from_ref(&dir),
+            "default",
+            &[],
+            Workloads::default(),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             codes(&reports),
@@ -505,10 +585,59 @@ mod tests {
     fn a_mapping_without_kind_is_a_warning() {
         let dir = temp_dir("untyped");
         write(&dir, "values.yaml", "replicas: 3\n");
-        let reports = analyze(std::slice::from_ref(&dir), "default", &[]);
+        let reports = analyze(
+            std::slice::from_ref(&dir),
+            "default",
+            &[],
+            Workloads::default(),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(codes(&reports), [("MK0003", "(document)")]);
         assert_eq!(reports[0].finding.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn a_missing_gateway_and_a_subset_no_cluster_pod_serves_are_warned() {
+        let dir = temp_dir("references");
+        write(&dir, "dr.yaml", DR);
+        write(
+            &dir,
+            "vs.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  gateways: [mesh, edge]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v1\n",
+        );
+        let offline = analyze(
+            std::slice::from_ref(&dir),
+            "default",
+            &[],
+            Workloads::default(),
+        );
+        assert_eq!(
+            codes(&offline),
+            [("MK0401", "VirtualService default/reviews")]
+        );
+
+        // With the cluster's Service and pods: no pod carries version v1.
+        let workloads = Workloads::from_cluster(
+            &[
+                serde_json::json!({"metadata": {"name": "reviews", "namespace": "default"},
+                "spec": {"selector": {"app": "reviews"}, "ports": [{"port": 9080}]}}),
+            ],
+            &[
+                serde_json::json!({"metadata": {"name": "p", "namespace": "default",
+                "labels": {"app": "reviews", "version": "v2"}}, "status": {"phase": "Running"}}),
+            ],
+            None,
+        );
+        let online = analyze(std::slice::from_ref(&dir), "default", &[], workloads);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            codes(&online),
+            [
+                ("MK0203", "VirtualService default/reviews"),
+                ("MK0401", "VirtualService default/reviews"),
+            ],
+            "{online:#?}"
+        );
     }
 
     fn parse_one(text: &str) -> Value {
@@ -529,13 +658,13 @@ mod tests {
             networking.join("destination-rule-all.yaml"),
             networking.join("virtual-service-all-v1.yaml"),
         ];
-        let reports = analyze(&pair, "default", &[]);
+        let reports = analyze(&pair, "default", &[], Workloads::default());
         assert!(reports.is_empty(), "{reports:#?}");
 
         // All samples at once: they are alternatives (several define the
         // DestinationRule `details` differently), so only the rules that
         // judge one object alone must hold for every one of them.
-        let reports = analyze(&[samples], "default", &[]);
+        let reports = analyze(&[samples], "default", &[], Workloads::default());
         let errors: Vec<String> = reports
             .iter()
             .filter(|r| r.finding.severity == Severity::Error)
@@ -584,7 +713,7 @@ mod tests {
                 .unwrap()
             })
             .collect();
-        reports.extend(judge(&cluster, &files));
+        reports.extend(judge(&cluster, &files, &Workloads::default()));
         reports
     }
 
@@ -613,13 +742,20 @@ mod tests {
     #[test]
     fn cluster_objects_are_context_and_never_reported() {
         // A VirtualService already in the cluster routes to a missing subset:
-        // not the user's proposed change, so not reported.
+        // not the user's proposed change, so not reported. It binds the same
+        // host to the mesh, which is the file's problem (MK0405), reported
+        // on the file's object only.
         let cluster = [
             destination_rule("shop", &["v1"]),
             virtual_service("shop", "old", "v9"),
         ];
         let reports = judge_values(&cluster, &[virtual_service("shop", "reviews", "v1")]);
-        assert!(reports.is_empty(), "{reports:#?}");
+        assert_eq!(
+            codes(&reports),
+            [("MK0405", "VirtualService shop/reviews")],
+            "{reports:#?}"
+        );
+        assert!(reports[0].finding.message.contains("shop/old"));
     }
 
     #[test]
@@ -699,11 +835,17 @@ mod tests {
             "vs.yaml",
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination:\n        host: reviews\n        subset: v2\n",
         );
-        let offline = analyze(std::slice::from_ref(&dir), "shop", &[]);
+        let offline = analyze(
+            std::slice::from_ref(&dir),
+            "shop",
+            &[],
+            Workloads::default(),
+        );
         let online = analyze(
             std::slice::from_ref(&dir),
             "shop",
             &[destination_rule("shop", &["v1", "v2"])],
+            Workloads::default(),
         );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(codes(&offline), [("MK0201", "VirtualService shop/reviews")]);

@@ -1,6 +1,8 @@
 //! Reading what a cluster holds for `meshctl analyze --cluster`: every
-//! VirtualService and DestinationRule in all namespaces, as plain JSON
-//! values. Decoding and judging them is the pure part, in `analyze`.
+//! VirtualService, DestinationRule, Gateway and ServiceEntry in all
+//! namespaces, and the Services, running Pods and (when allowed) Secrets
+//! the reference checks look up, as plain JSON values. Decoding and judging
+//! them is the pure part, in `analyze` and `workloads`.
 
 use std::path::Path;
 
@@ -10,16 +12,31 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 
 /// The kinds whose cluster copies the cross-object checks look up.
-const KINDS: [&str; 2] = ["VirtualService", "DestinationRule"];
+const KINDS: [&str; 4] = [
+    "VirtualService",
+    "DestinationRule",
+    "Gateway",
+    "ServiceEntry",
+];
 const GROUP: &str = "networking.istio.io";
 const VERSION: &str = "v1";
 /// Page size of the list calls, so a large cluster is not read in one response.
 const PAGE: u32 = 500;
 
-/// Lists the VirtualServices and DestinationRules of all namespaces. With
-/// `kubeconfig`, that file is used; without, kube's usual lookup
-/// (`KUBECONFIG`, `~/.kube/config`, in-cluster).
-pub fn networking_objects(kubeconfig: Option<&Path>) -> anyhow::Result<Vec<Value>> {
+/// What the cluster holds, as listed.
+pub struct ClusterObjects {
+    pub networking: Vec<Value>,
+    pub services: Vec<Value>,
+    pub pods: Vec<Value>,
+    /// `None` when listing Secrets is not allowed: the credential checks
+    /// are then skipped rather than reporting every Secret missing.
+    pub secrets: Option<Vec<Value>>,
+}
+
+/// Lists the networking objects, Services, running Pods and Secrets of all
+/// namespaces. With `kubeconfig`, that file is used; without, kube's usual
+/// lookup (`KUBECONFIG`, `~/.kube/config`, in-cluster).
+pub fn objects(kubeconfig: Option<&Path>) -> anyhow::Result<ClusterObjects> {
     // One short-lived runtime: the rest of meshctl is synchronous.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -27,11 +44,28 @@ pub fn networking_objects(kubeconfig: Option<&Path>) -> anyhow::Result<Vec<Value
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let client = connect(kubeconfig).await?;
-        let mut values = Vec::new();
+        let mut networking = Vec::new();
         for kind in KINDS {
-            values.extend(list_all(&client, kind).await?);
+            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, VERSION, kind));
+            networking.extend(list_all(&client, &resource, ListParams::default()).await?);
         }
-        Ok(values)
+        let core = |kind| ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", kind));
+        let services = list_all(&client, &core("Service"), ListParams::default()).await?;
+        let running = ListParams::default().fields("status.phase=Running");
+        let pods = list_all(&client, &core("Pod"), running).await?;
+        let secrets = match list_all(&client, &core("Secret"), ListParams::default()).await {
+            Ok(secrets) => Some(secrets),
+            Err(e) => {
+                eprintln!("meshctl: gateway credentials not checked: {e:#}");
+                None
+            }
+        };
+        Ok(ClusterObjects {
+            networking,
+            services,
+            pods,
+            secrets,
+        })
     })
 }
 
@@ -51,16 +85,22 @@ async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }
 
-async fn list_all(client: &kube::Client, kind: &str) -> anyhow::Result<Vec<Value>> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, VERSION, kind));
-    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+async fn list_all(
+    client: &kube::Client,
+    resource: &ApiResource,
+    params: ListParams,
+) -> anyhow::Result<Vec<Value>> {
+    let kind = &resource.kind;
+    let api = Api::<DynamicObject>::all_with(client.clone(), resource);
     let mut values = Vec::new();
-    let mut params = ListParams::default().limit(PAGE);
+    let mut params = params.limit(PAGE);
     loop {
-        let page = api
-            .list(&params)
-            .await
-            .with_context(|| format!("listing {kind}s ({GROUP}/{VERSION}) in all namespaces"))?;
+        let page = api.list(&params).await.with_context(|| {
+            format!(
+                "listing {kind}s ({}) in all namespaces",
+                resource.api_version
+            )
+        })?;
         for item in page.items {
             values.push(with_type(
                 serde_json::to_value(item)?,
