@@ -31,11 +31,17 @@ pub(crate) fn webhook_rules(revision: &str) -> Vec<PolicyRule> {
         // ProxyConfigs in every namespace: the per-namespace and
         // per-workload proxy overrides applied at injection.
         rule("networking.istio.io", &["proxyconfigs"], None),
-        // VirtualServices and DestinationRules in every namespace: the
-        // index behind the cross-object subset checks at validation.
+        // VirtualServices, DestinationRules, Gateways and ServiceEntries in
+        // every namespace: the index behind the cross-object checks at
+        // validation (subsets, gateway and destination references).
         rule(
             "networking.istio.io",
-            &["virtualservices", "destinationrules"],
+            &[
+                "virtualservices",
+                "destinationrules",
+                "gateways",
+                "serviceentries",
+            ],
             None,
         ),
         // Namespaces: deletions inside a terminating namespace are allowed

@@ -750,7 +750,9 @@ fn the_role_reads_only_what_the_webhook_watches() {
             "/services",
             "meshkeeper.io/meshrevisions",
             "networking.istio.io/destinationrules",
+            "networking.istio.io/gateways",
             "networking.istio.io/proxyconfigs",
+            "networking.istio.io/serviceentries",
             "networking.istio.io/virtualservices"
         ]
     );
