@@ -27,6 +27,9 @@ pub struct LaunchSpec {
     pub mounts: Vec<BindMount>,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups: the pod's `fsGroup` and `supplementalGroups`.
+    #[serde(default)]
+    pub groups: Vec<u32>,
     /// `securityContext.readOnlyRootFilesystem`.
     pub read_only_root: bool,
     pub workdir: Option<PathBuf>,
@@ -110,7 +113,7 @@ pub fn launch(spec: &LaunchSpec) -> anyhow::Result<()> {
     for m in &spec.mounts {
         bind(m)?;
     }
-    drop_privileges(spec.uid, spec.gid)?;
+    drop_privileges(spec.uid, spec.gid, &spec.groups)?;
 
     let workdir = spec.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
     let err = Command::new(program)
@@ -181,11 +184,13 @@ fn remount_read_only(target: &Path) -> anyhow::Result<()> {
     .with_context(|| format!("remounting {} read-only", target.display()))
 }
 
-fn drop_privileges(uid: u32, gid: u32) -> anyhow::Result<()> {
+fn drop_privileges(uid: u32, gid: u32, groups: &[u32]) -> anyhow::Result<()> {
+    let mut all = vec![Gid::from_raw(gid)];
+    all.extend(groups.iter().map(|g| Gid::from_raw(*g)));
+    setgroups(&all).context("setgroups")?;
     if uid == 0 && gid == 0 {
         return Ok(());
     }
-    setgroups(&[Gid::from_raw(gid)]).context("setgroups")?;
     setgid(Gid::from_raw(gid)).with_context(|| format!("setgid {gid}"))?;
     setuid(Uid::from_raw(uid)).with_context(|| format!("setuid {uid}"))?;
     Ok(())

@@ -648,9 +648,9 @@ impl PodCtx {
             let dir = self.dir.join("volumes").join(&v.name);
             match content {
                 VolumeContent::Files(files) => {
-                    volumes::write_atomically(&dir, &files, &stamp).map_err(|e| {
-                        format!("volume {}: writing {}: {e}", v.name, dir.display())
-                    })?;
+                    volumes::write_atomically(&dir, &files, &stamp, self.fs_group()).map_err(
+                        |e| format!("volume {}: writing {}: {e}", v.name, dir.display()),
+                    )?;
                 }
                 VolumeContent::EmptyDir => {
                     if !dir.exists() {
@@ -660,6 +660,7 @@ impl PodCtx {
                         use std::os::unix::fs::PermissionsExt;
                         let _ =
                             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
+                        let _ = std::os::unix::fs::chown(&dir, None, self.fs_group());
                     }
                 }
                 VolumeContent::HostPath(_) => {}
@@ -679,6 +680,11 @@ impl PodCtx {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
         }
         Ok(())
+    }
+
+    fn fs_group(&self) -> Option<u32> {
+        let sc = self.pod.spec.as_ref()?.security_context.as_ref()?;
+        sc.fs_group.and_then(|g| u32::try_from(g).ok())
     }
 
     fn launch_spec(
@@ -774,6 +780,17 @@ impl PodCtx {
             mounts,
             uid: u32::try_from(uid).map_err(|_| format!("runAsUser {uid} is out of range"))?,
             gid: u32::try_from(gid).map_err(|_| format!("runAsGroup {gid} is out of range"))?,
+            groups: self
+                .fs_group()
+                .into_iter()
+                .chain(
+                    pod_sc
+                        .and_then(|s| s.supplemental_groups.clone())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|g| u32::try_from(g).ok()),
+                )
+                .collect(),
             read_only_root: sc.and_then(|s| s.read_only_root_filesystem) == Some(true),
             workdir: c.working_dir.as_ref().map(PathBuf::from),
             argv,

@@ -263,9 +263,17 @@ fn mode_bits(mode: i32) -> u32 {
 }
 
 /// Writes `files` into `dir` atomically; returns whether anything changed.
-pub fn write_atomically(dir: &Path, files: &Files, stamp: &str) -> io::Result<bool> {
+/// With `group` (the pod's `fsGroup`) the files belong to that group, which
+/// the containers' processes carry, as the kubelet arranges.
+pub fn write_atomically(
+    dir: &Path,
+    files: &Files,
+    stamp: &str,
+    group: Option<u32>,
+) -> io::Result<bool> {
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    let chgrp = |p: &Path| std::os::unix::fs::chown(p, None, group).map(|_| ());
     let data_link = dir.join("..data");
     if let Ok(current) = std::fs::read_link(&data_link)
         && read_back(&dir.join(&current), files)
@@ -282,6 +290,7 @@ pub fn write_atomically(dir: &Path, files: &Files, stamp: &str) -> io::Result<bo
         }
         std::fs::write(&path, bytes)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))?;
+        chgrp(&path)?;
     }
     std::fs::create_dir_all(&gen_dir)?;
     std::fs::set_permissions(&gen_dir, std::fs::Permissions::from_mode(0o755))?;
@@ -416,13 +425,13 @@ mod tests {
             ("a".to_owned(), (b"1".to_vec(), 0o644)),
             ("b".to_owned(), (b"2".to_vec(), 0o644)),
         ]);
-        assert!(write_atomically(dir.path(), &files, "1").unwrap());
-        assert!(!write_atomically(dir.path(), &files, "2").unwrap());
+        assert!(write_atomically(dir.path(), &files, "1", None).unwrap());
+        assert!(!write_atomically(dir.path(), &files, "2", None).unwrap());
         assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"1");
 
         files.remove("b");
         files.insert("a".into(), (b"3".to_vec(), 0o644));
-        assert!(write_atomically(dir.path(), &files, "3").unwrap());
+        assert!(write_atomically(dir.path(), &files, "3", None).unwrap());
         assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"3");
         assert!(!dir.path().join("b").exists());
         assert!(!dir.path().join("..1").exists());
