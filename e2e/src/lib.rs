@@ -363,3 +363,77 @@ pub fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
         _ => a == b,
     }
 }
+
+/// Running pods on the test node (`meshkeeper-node`, which `e2e/bin/cluster
+/// up` starts): commands inside their containers and waits for readiness.
+impl Harness {
+    /// Runs `command` inside `container` of pod `namespace/pod`, the way
+    /// `kubectl exec` would (its network, mounts and user); returns stdout.
+    pub fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        command: &[&str],
+    ) -> anyhow::Result<String> {
+        let dir = cluster_dir().join("node");
+        run(
+            Command::new(dir.join("images").join("meshkeeper-node"))
+                .arg("exec")
+                .arg("--state-dir")
+                .arg(&dir)
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .arg(format!("{namespace}/{pod}"))
+                .arg(container)
+                .arg("--")
+                .args(command),
+            None,
+        )
+    }
+
+    /// Waits until `count` pods matching `selector` in `namespace` are Ready;
+    /// returns them.
+    pub async fn ready_pods(
+        &self,
+        namespace: &str,
+        selector: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<k8s_openapi::api::core::v1::Pod>> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), namespace);
+        let lp = kube::api::ListParams::default().labels(selector);
+        let what = format!("{count} Ready pod(s) {selector} in {namespace}");
+        let result = wait_until(&what, timeout, || async {
+            let pods: Vec<_> = api
+                .list(&lp)
+                .await?
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+                .collect();
+            Ok((pods.len() == count).then_some(pods))
+        })
+        .await;
+        if result.is_err() {
+            // Say why: the pods' states and the node's events about them.
+            let pods = self
+                .kubectl(&["get", "pods", "-n", namespace, "-o", "wide"], None)
+                .unwrap_or_default();
+            let events = self
+                .kubectl(&["get", "events", "-n", namespace], None)
+                .unwrap_or_default();
+            return result.with_context(|| format!("pods:\n{pods}\nevents:\n{events}"));
+        }
+        result
+    }
+}
+
+/// The pod's Ready condition is True.
+pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

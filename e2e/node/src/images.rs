@@ -134,7 +134,18 @@ impl ImageTable {
             .rule(image)
             .map(|r| r.path.iter().map(|p| p.display().to_string()).collect())
             .unwrap_or_default();
-        dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
+        // Docker's default PATH, which images' tools (iptables in /usr/sbin) expect.
+        dirs.extend(
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(String::from),
+        );
         dirs.join(":")
     }
 }

@@ -345,7 +345,14 @@ async fn status_writer(pc: Arc<PodCtx>) {
             return;
         };
         let status = status::pod_status(&run, &host_ip, &mut transitions, Timestamp::now());
-        let body = serde_json::json!({ "status": status });
+        let mut body = serde_json::json!({ "status": status });
+        // A sandbox made again (after a node restart) has a new address: the
+        // address lists are replaced, never merged with the old ones.
+        for list in ["podIPs", "hostIPs"] {
+            if let Some(serde_json::Value::Array(items)) = body["status"].get_mut(list) {
+                items.push(serde_json::json!({ "$patch": "replace" }));
+            }
+        }
         if last_sent.as_ref() != Some(&body) {
             match api
                 .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&body))
