@@ -333,8 +333,14 @@ async fn helm_installed_mesh_runs_as_pods_and_traffic_passes_both_sidecars() -> 
         let containers: Vec<&str> = pod
             .spec
             .iter()
-            .flat_map(|s| s.containers.iter().map(|c| c.name.as_str()))
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .map(|c| c.name.as_str())
             .collect();
+        // A native sidecar (an init container that keeps running) here.
         ensure!(containers.contains(&PROXY), "not injected: {containers:?}");
         ensure!(pod_ready(pod), "Ready includes the proxy's 15021 probe");
     }
