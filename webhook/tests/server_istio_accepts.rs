@@ -135,3 +135,75 @@ async fn envoy_filter_with_an_old_name_and_a_typed_config_is_admitted() {
         "INSERT_FIRST needs no priority: {response}"
     );
 }
+
+#[tokio::test]
+async fn envoy_filter_matching_an_old_filter_name_is_admitted() {
+    // Istio warns: the patch matches nothing, which breaks nothing.
+    let response = admitted(json!({
+        "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+        "metadata": {"name": "old-match"},
+        "spec": {
+            "workloadSelector": {"labels": {"app": "reviews"}},
+            "priority": 10,
+            "configPatches": [{
+                "applyTo": "HTTP_FILTER",
+                "match": {"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
+                    "name": "envoy.http_connection_manager",
+                    "subFilter": {"name": "envoy.filters.http.router"}}}}},
+                "patch": {"operation": "INSERT_BEFORE", "value": {
+                    "name": "envoy.filters.http.lua",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                        "default_source_code": {"inline_string": "function envoy_on_request(h) end"}
+                    }
+                }}
+            }]
+        }
+    }))
+    .await;
+    assert_warns(
+        &response,
+        &[
+            "MK0314",
+            "spec.configPatches[0].match.listener.filterChain.filter.name",
+            "envoy.http_connection_manager",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn envoy_filter_with_an_extension_meshkeeper_does_not_list_is_admitted() {
+    // A real Envoy extension (geoip) Istio's registry knows: admitted, with
+    // a warning that meshkeeper cannot check it.
+    let response = admitted(json!({
+        "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+        "metadata": {"name": "geoip"},
+        "spec": {
+            "workloadSelector": {"labels": {"app": "reviews"}},
+            "priority": 10,
+            "configPatches": [{
+                "applyTo": "HTTP_FILTER",
+                "match": {"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "subFilter": {"name": "envoy.filters.http.router"}}}}},
+                "patch": {"operation": "INSERT_BEFORE", "value": {
+                    "name": "envoy.filters.http.geoip",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.geoip.v3.Geoip",
+                        "provider": {"name": "envoy.geoip_providers.maxmind"}
+                    }
+                }}
+            }]
+        }
+    }))
+    .await;
+    assert_warns(
+        &response,
+        &[
+            "MK0313",
+            "spec.configPatches[0].patch.value.typed_config[\"@type\"]",
+            "envoy.extensions.filters.http.geoip.v3.Geoip",
+            "not checked",
+        ],
+    );
+}
