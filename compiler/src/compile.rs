@@ -1,0 +1,59 @@
+//! The entry point: one proxy's whole configuration.
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+
+use crate::error::{CompileError, RenderError};
+use crate::proxy::{Proxy, ProxyKind};
+use crate::snapshot::Snapshot;
+use crate::{clusters, inbound, outbound, render, routes};
+
+/// What a proxy receives over xDS: LDS, RDS, CDS and EDS resources.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProxyConfig {
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<RouteConfiguration>,
+    pub clusters: Vec<Cluster>,
+    pub endpoints: Vec<ClusterLoadAssignment>,
+}
+
+impl ProxyConfig {
+    /// `{"listeners": […], "routes": […], "clusters": […], "endpoints": […]}`
+    /// in Envoy's JSON.
+    pub fn to_json(&self) -> Result<serde_json::Value, RenderError> {
+        Ok(serde_json::json!({
+            "listeners": render::to_json_list(&self.listeners)?,
+            "routes": render::to_json_list(&self.routes)?,
+            "clusters": render::to_json_list(&self.clusters)?,
+            "endpoints": render::to_json_list(&self.endpoints)?,
+        }))
+    }
+}
+
+/// Compiles `proxy`'s configuration from `snapshot`.
+pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> Result<ProxyConfig, CompileError> {
+    if proxy.kind != ProxyKind::Sidecar {
+        return Err(CompileError::Input {
+            kind: "Proxy",
+            name: format!("{}/{}", proxy.namespace, proxy.name),
+            message: "only sidecar proxies are compiled so far (gateways are not)".into(),
+        });
+    }
+    let outbound_clusters = clusters::outbound(snapshot, proxy)?;
+    let mut clusters = vec![
+        clusters::blackhole(snapshot),
+        clusters::passthrough(snapshot),
+    ];
+    clusters.extend(outbound_clusters.clusters);
+    clusters.extend(inbound::clusters(snapshot, proxy));
+    let mut listeners = outbound::listeners(snapshot, proxy);
+    listeners.push(inbound::listener(snapshot, proxy));
+    Ok(ProxyConfig {
+        listeners,
+        routes: routes::route_configurations(snapshot, proxy)?,
+        clusters,
+        endpoints: outbound_clusters.endpoints,
+    })
+}
