@@ -917,12 +917,100 @@ fn check_header_operations(headers: Option<&Headers>, path: &str, out: &mut Find
         };
         for (op, map) in [("set", set), ("add", add)] {
             for name in map.iter().flat_map(|m| m.keys()) {
-                c::check_header_name(name, &format!("{path}.{side}.{op}.{name}"), out);
+                let target = HeaderTarget { side, op };
+                check_header_operation_name(
+                    name,
+                    target,
+                    &format!("{path}.{side}.{op}.{name}"),
+                    out,
+                );
             }
         }
         for (i, name) in remove.iter().flatten().enumerate() {
-            c::check_header_name(name, &format!("{path}.{side}.remove[{i}]"), out);
+            let target = HeaderTarget { side, op: "remove" };
+            check_header_operation_name(name, target, &format!("{path}.{side}.remove[{i}]"), out);
         }
+    }
+}
+
+/// Which header operation a name is in: `request`/`response` and
+/// `set`/`add`/`remove`.
+#[derive(Clone, Copy)]
+struct HeaderTarget {
+    side: &'static str,
+    op: &'static str,
+}
+
+impl HeaderTarget {
+    /// Setting or adding a request header may name the authority (`host`
+    /// or `:authority`): Istio turns it into the route's host rewrite.
+    fn may_name_authority(self) -> bool {
+        self.side == "request" && self.op != "remove"
+    }
+}
+
+/// A header name in a header operation, with Istio's rules: an empty name,
+/// a `:`-prefixed one (pseudo-headers cannot be changed; `:authority` is
+/// allowed where a request header is set or added) and `host` outside a
+/// request set/add are errors, as in Istio's webhook. A name with a line
+/// break or NUL is an error too: Envoy refuses it in the route
+/// configuration, so the routes never reach the proxies. Any other name
+/// that is not an HTTP token (`bad:h`, a space) is admitted, as Istio does,
+/// with a warning: Envoy sends it, but peers may reject the message.
+fn check_header_operation_name(name: &str, target: HeaderTarget, path: &str, out: &mut Findings) {
+    let HeaderTarget { side, op } = target;
+    let is_authority = name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host");
+    if name.is_empty() {
+        out.error(
+            c::HEADER_NAME,
+            path,
+            format!("a header name in {side}.{op} cannot be empty; name the header"),
+        );
+    } else if is_authority && target.may_name_authority() {
+        // Istio's rewrite of the authority.
+    } else if name.starts_with(':') {
+        let allowed = if target.may_name_authority() {
+            " (only `:authority` may be set, which rewrites the host)"
+        } else {
+            ""
+        };
+        out.error(
+            c::HEADER_NAME,
+            path,
+            format!(
+                "header `{name}` in {side}.{op}: pseudo-headers (a leading `:`) cannot be changed \
+                 by header operations{allowed}; use a regular header name"
+            ),
+        );
+    } else if name.eq_ignore_ascii_case("host") {
+        out.error(
+            c::HEADER_NAME,
+            path,
+            format!(
+                "header `{name}` in {side}.{op}: the Host header cannot be changed here; set it \
+                 with request.set or rewrite.authority"
+            ),
+        );
+    } else if name.contains(['\r', '\n', '\0']) {
+        out.error(
+            c::HEADER_NAME,
+            path,
+            format!(
+                "header name {name:?} in {side}.{op} contains a line break or NUL, which Envoy \
+                 refuses in a route configuration (the routes would not reach the proxies); \
+                 remove it"
+            ),
+        );
+    } else if let Some(problem) = c::header_name_problem(name) {
+        out.warning(
+            c::HEADER_NAME,
+            path,
+            format!(
+                "header name `{name}` in {side}.{op} is not a valid HTTP header name ({problem}); \
+                 Envoy sends it, but clients and servers may reject the message; use a name of \
+                 letters, digits and `-`"
+            ),
+        );
     }
 }
 
@@ -1764,25 +1852,73 @@ mod tests {
     }
 
     #[test]
-    fn header_operations_use_valid_names() {
-        let found = http(
-            json!([{"route": [{"destination": {"host": "r"}, "headers": {"request": {"set": {"bad:h": "1"}}}}],
-            "headers": {"response": {"remove": ["ok", ""]}}}]),
-        );
+    fn header_operations_refuse_what_istio_refuses() {
+        let found = http(json!([{
+            "route": [{"destination": {"host": "r"}, "headers": {
+                "request": {"set": {":path": "/x"}, "remove": ["Host"]}}}],
+            "headers": {
+                "request": {"add": {"bad\nname": "1"}},
+                "response": {"remove": ["ok", ""], "set": {"host": "h", ":authority": "a"}}
+            }
+        }]));
+        let base = "spec.http[0]";
+        for (path, fragment) in [
+            (
+                format!("{base}.route[0].headers.request.set.:path"),
+                "pseudo-headers",
+            ),
+            (
+                format!("{base}.route[0].headers.request.remove[0]"),
+                "Host header",
+            ),
+            (
+                format!("{base}.headers.request.add.bad\nname"),
+                "line break",
+            ),
+            (
+                format!("{base}.headers.response.remove[1]"),
+                "cannot be empty",
+            ),
+            (format!("{base}.headers.response.set.host"), "Host header"),
+            (
+                format!("{base}.headers.response.set.:authority"),
+                "pseudo-headers",
+            ),
+        ] {
+            assert_finding(&found, c::HEADER_NAME, Severity::Error, &path, fragment);
+        }
+        assert_eq!(found.len(), 6, "{found:#?}");
+    }
+
+    #[test]
+    fn header_operations_admit_what_istio_admits() {
+        // Istio checks header operation names only for emptiness, a leading
+        // `:` and `host`; the authority may be set on requests. A name that
+        // is not an HTTP token is admitted with a warning naming the field.
+        let found = http(json!([{
+            "route": [{"destination": {"host": "r"}, "headers": {
+                "request": {"set": {"bad:h": "1", ":authority": "a.example.com"}}}}],
+            "headers": {
+                "request": {"add": {"Host": "b.example.com", "x-ok": "1"}, "remove": ["x-old"]},
+                "response": {"set": {"with space": "1"}, "remove": ["server"]}
+            }
+        }]));
+        assert_no_errors(&found);
         assert_finding(
             &found,
             c::HEADER_NAME,
-            Severity::Error,
+            Severity::Warning,
             "spec.http[0].route[0].headers.request.set.bad:h",
             "`bad:h`",
         );
         assert_finding(
             &found,
             c::HEADER_NAME,
-            Severity::Error,
-            "spec.http[0].headers.response.remove[1]",
-            "empty",
+            Severity::Warning,
+            "spec.http[0].headers.response.set.with space",
+            "not a valid HTTP header name",
         );
+        assert_eq!(found.len(), 2, "{found:#?}");
     }
 
     #[test]
