@@ -1,0 +1,146 @@
+//! The Bookinfo fixture: the corpus' `bookinfo.yaml` (Services and
+//! Deployments) in namespace `bookinfo`, with what the cluster would add:
+//! one running Pod per Deployment (template labels, IP 10.1.0.N), a
+//! ClusterIP per Service (10.96.0.N) and an EndpointSlice per Service
+//! selecting those pods. Routing samples come from `networking/`.
+
+#![allow(dead_code)]
+
+use meshkeeper_compiler::{MeshSettings, Proxy, Snapshot, SnapshotBuilder};
+use meshkeeper_testkit::Document;
+use serde_json::{Value, json};
+
+pub const NAMESPACE: &str = "bookinfo";
+
+pub fn bookinfo_documents() -> Vec<Document> {
+    meshkeeper_testkit::documents("bookinfo/platform/kube")
+        .expect("corpus")
+        .into_iter()
+        .filter(|d| d.file.file_name().is_some_and(|f| f == "bookinfo.yaml"))
+        .collect()
+}
+
+pub fn networking_file(name: &str) -> Vec<Value> {
+    meshkeeper_testkit::documents("bookinfo/networking")
+        .expect("corpus")
+        .into_iter()
+        .filter(|d| d.file.file_name().is_some_and(|f| f == name))
+        .map(|d| with_namespace(d.value))
+        .collect()
+}
+
+/// Every `virtual-service-*.yaml` of the Bookinfo samples, sorted.
+pub fn virtual_service_files() -> Vec<String> {
+    let mut names: Vec<String> = meshkeeper_testkit::documents("bookinfo/networking")
+        .expect("corpus")
+        .into_iter()
+        .filter_map(|d| d.file.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .filter(|f| f.starts_with("virtual-service-"))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn with_namespace(mut v: Value) -> Value {
+    if v["metadata"]["namespace"].is_null() {
+        v["metadata"]["namespace"] = json!(NAMESPACE);
+    }
+    v
+}
+
+/// Pods, ClusterIPs and EndpointSlices for the Bookinfo manifests.
+pub fn cluster_state(docs: &[Document]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut pods = Vec::new();
+    for d in docs.iter().filter(|d| d.kind() == "Deployment") {
+        let n = pods.len() + 1;
+        let labels = d.value["spec"]["template"]["metadata"]["labels"].clone();
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{}-0", d.name()), "namespace": NAMESPACE, "labels": labels},
+            "status": {"podIP": format!("10.1.0.{n}")},
+        });
+        pods.push(pod.clone());
+        out.push(pod);
+    }
+    let mut n = 0;
+    for d in docs.iter().filter(|d| d.kind() == "Service") {
+        n += 1;
+        let mut svc = with_namespace(d.value.clone());
+        svc["spec"]["clusterIP"] = json!(format!("10.96.0.{n}"));
+        let selector = svc["spec"]["selector"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let ports: Vec<Value> = svc["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| json!({"name": p["name"], "port": p.get("targetPort").filter(|t| t.is_u64()).unwrap_or(&p["port"]), "protocol": "TCP"}))
+            .collect();
+        let endpoints: Vec<Value> = pods
+            .iter()
+            .filter(|p| selector.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v))
+            .map(|p| json!({
+                "addresses": [p["status"]["podIP"]],
+                "conditions": {"ready": true},
+                "targetRef": {"kind": "Pod", "namespace": NAMESPACE, "name": p["metadata"]["name"]},
+            }))
+            .collect();
+        out.push(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{}-abc", d.name()), "namespace": NAMESPACE,
+                          "labels": {"kubernetes.io/service-name": d.name()}},
+            "addressType": "IPv4",
+            "ports": ports,
+            "endpoints": endpoints,
+        }));
+        out.push(svc);
+    }
+    out
+}
+
+/// The snapshot for Bookinfo plus the given networking documents.
+pub fn snapshot(mesh: MeshSettings, networking: &[Value]) -> Snapshot {
+    let docs = bookinfo_documents();
+    let mut builder = SnapshotBuilder::new(mesh);
+    for v in cluster_state(&docs).iter().chain(networking) {
+        builder.add_document(v).expect("document parses");
+    }
+    builder.build().expect("snapshot builds")
+}
+
+/// The sidecar of `productpage-v1-0` (it calls reviews and details).
+pub fn productpage(snapshot: &Snapshot) -> Proxy {
+    sidecar(snapshot, "productpage")
+}
+
+/// The sidecar of the first pod whose `app` label is `app`.
+pub fn sidecar(snapshot: &Snapshot, app: &str) -> Proxy {
+    let docs = bookinfo_documents();
+    let state = cluster_state(&docs);
+    let pod = state
+        .iter()
+        .find(|v| v["kind"] == "Pod" && v["metadata"]["labels"]["app"] == app)
+        .expect("pod of app");
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod.clone()).unwrap();
+    let _ = snapshot;
+    Proxy::sidecar_of_pod(&pod).unwrap()
+}
+
+/// Every scenario: name and networking documents (the DestinationRules of
+/// `destination-rule-all.yaml` under each VirtualService sample).
+pub fn scenarios() -> Vec<(String, Vec<Value>)> {
+    let rules = networking_file("destination-rule-all.yaml");
+    let mut out = vec![
+        ("services-only".to_string(), Vec::new()),
+        ("destination-rule-all".to_string(), rules.clone()),
+    ];
+    for file in virtual_service_files() {
+        let mut docs = rules.clone();
+        docs.extend(networking_file(&file));
+        out.push((file.trim_end_matches(".yaml").to_string(), docs));
+    }
+    out
+}

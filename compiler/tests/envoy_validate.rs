@@ -1,0 +1,96 @@
+//! The real Envoy accepts every compiled configuration: each Bookinfo
+//! scenario (and both outbound policies) becomes a static bootstrap that
+//! inlines the listeners, routes, clusters and endpoints, and
+//! `envoy --mode validate` must exit 0.
+//!
+//! Envoy is found through `MESHKEEPER_ENVOY` (the binary), else the folder
+//! that `e2e/bin/build-upstream` prints on its last line. Without it the
+//! test fails under `CI=true` and is skipped (with a message) elsewhere.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use meshkeeper_compiler::{MeshSettings, OutboundPolicy, bootstrap, compile, render};
+
+fn envoy_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("MESHKEEPER_ENVOY") {
+        return Some(PathBuf::from(path));
+    }
+    let script = meshkeeper_testkit::repo_root().join("e2e/bin/build-upstream");
+    let output = Command::new(&script).output().ok()?;
+    if !output.status.success() {
+        eprintln!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return None;
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let dir = stdout.lines().last()?.trim();
+    Some(PathBuf::from(dir).join("envoy")).filter(|p| p.is_file())
+}
+
+#[test]
+fn envoy_accepts_every_bookinfo_configuration() {
+    let Some(envoy) = envoy_binary() else {
+        let message = "no Envoy binary: set MESHKEEPER_ENVOY or make e2e/bin/build-upstream work";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message}");
+        }
+        eprintln!("skipped: {message}");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut rejected = Vec::new();
+    let mut cases = Vec::new();
+    for (name, docs) in common::scenarios() {
+        cases.push((name, docs, OutboundPolicy::AllowAny));
+    }
+    cases.push((
+        "registry-only".into(),
+        common::networking_file("destination-rule-all.yaml"),
+        OutboundPolicy::RegistryOnly,
+    ));
+    for (name, docs, policy) in cases {
+        let mesh = MeshSettings {
+            outbound_policy: policy,
+            ..MeshSettings::default()
+        };
+        let snapshot = common::snapshot(mesh, &docs);
+        for app in ["productpage", "reviews"] {
+            let proxy = common::sidecar(&snapshot, app);
+            let config = compile(&snapshot, &proxy).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let boot = bootstrap::static_bootstrap(
+                &config,
+                &format!(
+                    "sidecar~{}~{}.bookinfo~bookinfo.svc.cluster.local",
+                    proxy.ip, proxy.name
+                ),
+            )
+            .unwrap();
+            let json = render::to_json(&boot).unwrap();
+            let path = dir.path().join(format!("{name}-{app}.json"));
+            std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+            let out = Command::new(&envoy)
+                .args(["--mode", "validate", "--log-level", "error", "-c"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                rejected.push(format!(
+                    "{name} ({app}): {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+    }
+    assert!(
+        rejected.is_empty(),
+        "Envoy rejected:\n{}",
+        rejected.join("\n")
+    );
+}

@@ -1,0 +1,39 @@
+//! Golden files: the productpage sidecar's configuration (listeners,
+//! routes, clusters, endpoints as Envoy JSON) for Bookinfo with each of its
+//! routing samples. Refresh with
+//! `UPDATE_GOLDEN=1 cargo test -p meshkeeper-compiler --test golden`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use meshkeeper_compiler::{MeshSettings, compile};
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bookinfo")
+}
+
+#[test]
+fn bookinfo_samples_match_their_golden_files() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let dir = golden_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut stale = Vec::new();
+    for (name, docs) in common::scenarios() {
+        let snapshot = common::snapshot(MeshSettings::default(), &docs);
+        let proxy = common::productpage(&snapshot);
+        let config = compile(&snapshot, &proxy).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = serde_json::to_string_pretty(&config.to_json().unwrap()).unwrap() + "\n";
+        let path = dir.join(format!("{name}.json"));
+        if update {
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "golden files differ or are missing (refresh with UPDATE_GOLDEN=1 cargo test -p meshkeeper-compiler --test golden, then review the diff):\n{}",
+        stale.join("\n")
+    );
+}
