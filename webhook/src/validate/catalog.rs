@@ -444,3 +444,347 @@ fn remove_from(map: &mut SharedMap<String, Arc<BTreeSet<ObjectKey>>>, host: &str
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Properties of the catalog as the watches feed it: whatever order the
+    //! changes come in, the result is the catalog built afresh from the
+    //! objects that remain, and a snapshot (a clone) never sees a later
+    //! change.
+
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::validate::index::ExportTo;
+
+    /// A small deterministic generator (splitmix64), so a failure replays.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+
+        /// Up to `max` picks, repeats allowed (duplicate hosts are legal input).
+        fn some<'a>(&mut self, from: &[&'a str], max: usize) -> Vec<&'a str> {
+            let count = self.below(max + 1);
+            (0..count).map(|_| self.pick(from)).collect()
+        }
+    }
+
+    /// Hosts shared between objects, in two cases, so entries collide.
+    const HOSTS: &[&str] = &[
+        "api.example.com",
+        "API.example.com",
+        "*.example.com",
+        "db.internal",
+        "*",
+    ];
+
+    fn metadata(namespace: &str, name: &str) -> Value {
+        json!({"name": name, "namespace": namespace})
+    }
+
+    fn random_gateway(random: &mut Random, namespace: &str, name: &str) -> Gateway {
+        let servers: Vec<Value> = (0..random.below(3))
+            .map(|_| {
+                let number = [80, 443, 8443][random.below(3)];
+                let mut server = json!({
+                    "port": {"number": number, "name": "p", "protocol": "HTTPS"},
+                    "hosts": random.some(HOSTS, 2),
+                });
+                match random.below(3) {
+                    0 => server["tls"] = json!({"mode": "SIMPLE", "credentialName": random.pick(&["cert-a", "cert-b", ""])}),
+                    1 => server["tls"] = json!({"mode": "SIMPLE", "serverCertificate": "/c.pem", "privateKey": "/k.pem"}),
+                    _ => {}
+                }
+                server
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+            "metadata": metadata(namespace, name),
+            "spec": {"selector": {"istio": random.pick(&["ingressgateway", "egress"])}, "servers": servers}
+        }))
+        .unwrap()
+    }
+
+    fn random_service(random: &mut Random, namespace: &str, name: &str) -> Service {
+        let ports: Vec<Value> = (0..random.below(3))
+            .map(|_| {
+                let port = [80, 443, 9080][random.below(3)];
+                let target = [json!(8080), json!("http")][random.below(2)].clone();
+                json!({
+                    "port": port,
+                    "targetPort": target,
+                    "protocol": random.pick(&["TCP", "UDP"]),
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": metadata(namespace, name),
+            "spec": {"selector": {"app": random.pick(&["a", "b"])}, "ports": ports}
+        }))
+        .unwrap()
+    }
+
+    fn random_service_entry(random: &mut Random, namespace: &str, name: &str) -> ServiceEntry {
+        let number = [80, 443][random.below(2)];
+        let mut spec = json!({
+            "hosts": random.some(HOSTS, 3),
+            "ports": [{"number": number, "name": "p",
+                       "protocol": random.pick(&["http", "HTTPS", "tcp"])}],
+        });
+        match random.below(3) {
+            0 => spec["exportTo"] = json!(["."]),
+            1 => spec["exportTo"] = json!(["b", "~"]),
+            _ => {}
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "metadata": metadata(namespace, name), "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn random_secret(random: &mut Random, namespace: &str, name: &str) -> Secret {
+        // "eA==" is "x": non-empty base64.
+        let data = match random.below(4) {
+            0 => json!({"tls.crt": "eA==", "tls.key": "eA=="}),
+            1 => json!({"cert": "eA==", "key": "eA=="}),
+            2 => json!({"tls.crt": "eA=="}),
+            _ => json!({}),
+        };
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": metadata(namespace, name), "data": data
+        }))
+        .unwrap()
+    }
+
+    fn random_binding(random: &mut Random, namespace: &str) -> Option<MeshBinding> {
+        if random.below(4) == 0 {
+            return None;
+        }
+        let export_to = match random.below(3) {
+            0 => ExportTo::All,
+            1 => ExportTo::from_spec(Some(&[".".to_owned()]), namespace),
+            _ => ExportTo::from_spec(Some(&["~".to_owned()]), namespace),
+        };
+        Some(MeshBinding {
+            // An empty set is legal input: the VirtualService binds nothing.
+            hosts: random
+                .some(&["reviews.a.svc.cluster.local", "api.example.com", "*"], 2)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            export_to,
+        })
+    }
+
+    /// The objects the watches last reported, per kind and key.
+    #[derive(Clone, Default)]
+    struct World {
+        gateways: BTreeMap<ObjectKey, Gateway>,
+        services: BTreeMap<ObjectKey, Service>,
+        entries: BTreeMap<ObjectKey, ServiceEntry>,
+        secrets: BTreeMap<ObjectKey, Secret>,
+        bindings: BTreeMap<ObjectKey, MeshBinding>,
+        services_known: bool,
+        secrets_known: bool,
+    }
+
+    impl World {
+        /// The catalog built from nothing but these objects.
+        fn fresh(&self) -> Catalog {
+            let mut catalog = Catalog::default();
+            for gateway in self.gateways.values() {
+                catalog.upsert_gateway(gateway);
+            }
+            for service in self.services.values() {
+                catalog.upsert_service(service);
+            }
+            for entry in self.entries.values() {
+                catalog.upsert_service_entry(entry);
+            }
+            for secret in self.secrets.values() {
+                catalog.upsert_secret(secret);
+            }
+            for (key, binding) in &self.bindings {
+                catalog.set_mesh_binding(key, Some(binding.clone()));
+            }
+            catalog.set_services_known(self.services_known);
+            catalog.set_secrets_known(self.secrets_known);
+            catalog
+        }
+    }
+
+    /// One random change, applied to both the catalog and the world.
+    fn random_change(random: &mut Random, catalog: &mut Catalog, world: &mut World) {
+        let namespace = random.pick(&["a", "b", "istio-system"]);
+        let name = random.pick(&["one", "two", "three"]);
+        let key = ObjectKey::new(namespace, name);
+        match random.below(10) {
+            0 => {
+                let gateway = random_gateway(random, namespace, name);
+                catalog.upsert_gateway(&gateway);
+                world.gateways.insert(key, gateway);
+            }
+            1 => {
+                catalog.remove_gateway(namespace, name);
+                world.gateways.remove(&key);
+            }
+            2 => {
+                let service = random_service(random, namespace, name);
+                catalog.upsert_service(&service);
+                world.services.insert(key, service);
+            }
+            3 => {
+                catalog.remove_service(namespace, name);
+                world.services.remove(&key);
+            }
+            4 => {
+                let entry = random_service_entry(random, namespace, name);
+                catalog.upsert_service_entry(&entry);
+                world.entries.insert(key, entry);
+            }
+            5 => {
+                catalog.remove_service_entry(namespace, name);
+                world.entries.remove(&key);
+            }
+            6 => {
+                let secret = random_secret(random, namespace, name);
+                catalog.upsert_secret(&secret);
+                world.secrets.insert(key, secret);
+            }
+            7 => {
+                catalog.remove_secret(namespace, name);
+                world.secrets.remove(&key);
+            }
+            8 => {
+                let binding = random_binding(random, namespace);
+                catalog.set_mesh_binding(&key, binding.clone());
+                match binding.filter(|b| !b.hosts.is_empty()) {
+                    Some(binding) => world.bindings.insert(key, binding),
+                    None => world.bindings.remove(&key),
+                };
+            }
+            _ => {
+                world.services_known = random.below(2) == 0;
+                world.secrets_known = random.below(2) == 0;
+                catalog.set_services_known(world.services_known);
+                catalog.set_secrets_known(world.secrets_known);
+            }
+        }
+    }
+
+    /// The host indexes agree with the objects they index: every entry is
+    /// found under each of its hosts, and nothing else is.
+    fn assert_host_indexes_agree(catalog: &Catalog) {
+        let probes = [
+            "api.example.com",
+            "*.example.com",
+            "db.internal",
+            "*",
+            "reviews.a.svc.cluster.local",
+            "absent.example.com",
+        ];
+        for host in probes {
+            let mut found: Vec<&ObjectKey> = catalog
+                .service_entries_declaring(host)
+                .map(|e| &e.key)
+                .collect();
+            found.sort();
+            let mut expected: Vec<&ObjectKey> = catalog
+                .service_entries()
+                .filter(|e| e.hosts.iter().any(|h| h == host))
+                .map(|e| &e.key)
+                .collect();
+            expected.sort();
+            assert_eq!(found, expected, "ServiceEntries declaring {host}");
+
+            let bound: Vec<&ObjectKey> = catalog
+                .mesh_bindings_of(host)
+                .into_iter()
+                .inspect(|(_, binding)| assert!(binding.hosts.contains(host)))
+                .map(|(key, _)| key)
+                .collect();
+            assert!(bound.windows(2).all(|w| w[0] < w[1]), "{bound:?}");
+        }
+    }
+
+    #[test]
+    fn any_sequence_of_changes_gives_the_catalog_built_from_the_final_objects() {
+        let mut random = Random(0x6361_7461);
+        for _ in 0..300 {
+            let mut catalog = Catalog::default();
+            let mut world = World::default();
+            let mut snapshots = Vec::new();
+            for _ in 0..40 {
+                random_change(&mut random, &mut catalog, &mut world);
+                if random.below(3) == 0 {
+                    snapshots.push((catalog.clone(), world.clone()));
+                }
+            }
+            assert_eq!(catalog, world.fresh());
+            assert_host_indexes_agree(&catalog);
+            // Every snapshot taken along the way still shows its moment.
+            for (snapshot, world) in &snapshots {
+                assert_eq!(*snapshot, world.fresh());
+                assert_host_indexes_agree(snapshot);
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_does_not_see_later_changes() {
+        let mut random = Random(7);
+        let mut catalog = Catalog::default();
+        let entry = random_service_entry(&mut random, "a", "one");
+        catalog.upsert_service_entry(&entry);
+        let gateway = random_gateway(&mut random, "a", "gw");
+        catalog.upsert_gateway(&gateway);
+        let snapshot = catalog.clone();
+        let before: Vec<ObjectKey> = snapshot.service_entry_keys().cloned().collect();
+
+        catalog.remove_service_entry("a", "one");
+        catalog.remove_gateway("a", "gw");
+        catalog.set_services_known(true);
+        catalog.upsert_secret(&random_secret(&mut random, "a", "s"));
+
+        assert_eq!(
+            snapshot.service_entry_keys().cloned().collect::<Vec<_>>(),
+            before
+        );
+        assert!(snapshot.gateway(&ObjectKey::new("a", "gw")).is_some());
+        assert!(!snapshot.services_known());
+        assert_eq!(snapshot.secret_keys().count(), 0);
+        assert_eq!(catalog.service_entry_keys().count(), 0);
+    }
+
+    #[test]
+    fn an_unchanged_object_keeps_its_entry() {
+        // Re-reporting an object (a resync) must not copy its entry: the
+        // snapshots taken before and after share it.
+        let mut random = Random(11);
+        let mut catalog = Catalog::default();
+        let gateway = random_gateway(&mut random, "a", "gw");
+        catalog.upsert_gateway(&gateway);
+        let key = ObjectKey::new("a", "gw");
+        let before = catalog.gateways.get(&key).cloned().unwrap();
+        catalog.upsert_gateway(&gateway);
+        let after = catalog.gateways.get(&key).cloned().unwrap();
+        assert!(Arc::ptr_eq(&before, &after));
+    }
+}
