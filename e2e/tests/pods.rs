@@ -71,7 +71,17 @@ metadata: {{name: client, labels: {{app: client}}}}
 spec:
   terminationGracePeriodSeconds: 5
   containers:
-  - {{name: curl, image: "curlimages/curl:8.10.1", command: [sleep, infinity]}}
+  - name: curl
+    image: "curlimages/curl:8.10.1"
+    command: [sleep, infinity]
+    volumeMounts: [{{name: settings, mountPath: /etc/settings}}]
+  volumes:
+  - {{name: settings, configMap: {{name: settings}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data: {{greeting: hello}}
 "#
     )
 }
@@ -155,6 +165,53 @@ async fn plain_pods_run_probe_and_answer_through_their_service() -> anyhow::Resu
         "answered by {answered:?}, pods {:?}",
         names(&echoes)
     );
+
+    // Volumes: the ServiceAccount's projected token volume, and a ConfigMap
+    // whose update reaches the running pod (the node's atomic swap).
+    let namespace_file = h.exec(
+        &ns.name,
+        "client",
+        "curl",
+        &[
+            "cat",
+            "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+        ],
+    )?;
+    ensure!(
+        namespace_file == ns.name,
+        "token volume namespace: {namespace_file:?}"
+    );
+    let greeting = || {
+        h.exec(
+            &ns.name,
+            "client",
+            "curl",
+            &["cat", "/etc/settings/greeting"],
+        )
+    };
+    ensure!(
+        greeting()? == "hello",
+        "mounted ConfigMap: {:?}",
+        greeting()
+    );
+    h.kubectl(
+        &[
+            "patch",
+            "configmap",
+            "settings",
+            "-n",
+            &ns.name,
+            "-p",
+            r#"{"data":{"greeting":"bonjour"}}"#,
+        ],
+        None,
+    )?;
+    wait_until(
+        "the ConfigMap update in the running pod",
+        DEADLINE,
+        || async { Ok((greeting()? == "bonjour").then_some(())) },
+    )
+    .await?;
 
     // A readiness probe that fails takes the pod out of the Service, and back.
     let sick = &echoes[0];
