@@ -322,21 +322,30 @@ fn check_http_route(rule: &HttpRoute, path: &str, in_delegate: bool, out: &mut F
                 "a delegate VirtualService cannot delegate again; use route, redirect or directResponse",
             );
         }
+        // Istio admits a delegate it cannot find (no name, a namespace that
+        // cannot exist): the rule is then skipped and its requests fall
+        // through to the next rules. A warning, as for any missing delegate.
         match delegate.name.as_deref() {
-            None | Some("") => out.error(
+            None | Some("") => out.warning(
                 DELEGATE,
                 format!("{path}.delegate.name"),
-                "delegate.name is required: the name of the delegate VirtualService",
+                "delegate.name is empty, so no VirtualService is found and this rule is \
+                 skipped (its requests fall through to the next rules); name the delegate \
+                 VirtualService",
             ),
             Some(_) => {}
         }
         if let Some(ns) = &delegate.namespace
             && !c::is_dns1123_label(ns)
         {
-            out.error(
+            out.warning(
                 DELEGATE,
                 format!("{path}.delegate.namespace"),
-                format!("namespace `{ns}` is not a DNS-1123 label"),
+                format!(
+                    "namespace `{ns}` is not a DNS-1123 label, so no delegate is found there and \
+                     this rule is skipped; use the delegate's namespace (lowercase letters, \
+                     digits and `-`)"
+                ),
             );
         }
     }
@@ -685,9 +694,11 @@ fn check_retries(r: &HttpRetry, path: &str, out: &mut Findings) {
     }
     // Istio reads a missing `attempts` as 0, which turns retries off; any
     // other retry setting next to it would be silently ignored.
+    // An empty retryOn is the same as none, for Istio too.
+    let retry_on = r.retry_on.as_deref().filter(|on| !on.is_empty());
     if r.attempts.unwrap_or(0) == 0
         && (r.per_try_timeout.is_some()
-            || r.retry_on.is_some()
+            || retry_on.is_some()
             || r.retry_remote_localities.is_some())
     {
         out.error(
@@ -705,7 +716,7 @@ fn check_retries(r: &HttpRetry, path: &str, out: &mut Findings) {
         out,
     );
     c::check_opt_duration(r.backoff.as_ref(), &format!("{path}.backoff"), out);
-    if let Some(on) = &r.retry_on {
+    if let Some(on) = retry_on {
         for policy in on.split(',').map(str::trim) {
             if !RETRY_ON.contains(&policy) && policy.parse::<u16>().is_err() {
                 out.error(
@@ -739,7 +750,18 @@ fn check_fault(f: &HttpFaultInjection, path: &str, out: &mut Findings) {
                 out,
             );
         }
-        c::check_int_percent(d.percent, &format!("{dpath}.percent"), out);
+        // Istio does not check the deprecated integer percent (the proxy
+        // clamps it), so a value out of range only warns.
+        if let Some(percent) = d.percent.filter(|p| !(0..=100).contains(p)) {
+            out.warning(
+                c::PERCENT,
+                format!("{dpath}.percent"),
+                format!(
+                    "delay.percent {percent} is outside 0-100, so the proxy delays no request or \
+                     every one; use delay.percentage.value between 0 and 100"
+                ),
+            );
+        }
         c::check_percent(d.percentage.as_ref(), &format!("{dpath}.percentage"), out);
         match (&d.fixed_delay, &d.exponential_delay) {
             (Some(fixed), None) => c::check_duration(fixed, &format!("{dpath}.fixedDelay"), out),
@@ -1035,7 +1057,18 @@ fn check_tls_route(rule: &TlsRoute, hosts: &[String], path: &str, out: &mut Find
         }
         for (k, host) in sni.iter().enumerate() {
             let spath = format!("{mpath}.sniHosts[{k}]");
-            if let Some(problem) = c::host_problem(
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                // Istio admits it with a warning: SNI carries names only.
+                out.warning(
+                    c::HOST,
+                    spath,
+                    format!(
+                        "SNI host `{host}` is an IP address; SNI carries host names only and most \
+                         clients never send an IP there, so this match rarely applies; use the \
+                         server's DNS name"
+                    ),
+                );
+            } else if let Some(problem) = c::host_problem(
                 host,
                 HostRules {
                     star: true,
@@ -1076,10 +1109,15 @@ fn check_l4_match(m: &L4MatchAttributes, path: &str, out: &mut Findings) {
     if let Some(s) = &m.source_subnet
         && !c::is_ip_or_cidr(s)
     {
-        out.error(
+        // Istio's webhook does not check sourceSubnet: admitted, with a
+        // warning that it can match no source.
+        out.warning(
             L4_ROUTE,
             format!("{path}.sourceSubnet"),
-            format!("`{s}` is not an IP address or CIDR block (e.g. `10.0.0.0/8`)"),
+            format!(
+                "`{s}` is not an IP address or CIDR block, so it matches no source; write one \
+                 such as `10.0.0.0/8`"
+            ),
         );
     }
     if let Some(port) = m.port {
@@ -1919,6 +1957,84 @@ mod tests {
             "not a valid HTTP header name",
         );
         assert_eq!(found.len(), 2, "{found:#?}");
+    }
+
+    // Configurations Istio's webhook admits: accepted, with a warning that
+    // names the field.
+
+    #[test]
+    fn a_delegate_that_cannot_be_found_only_warns() {
+        let found = http(json!([
+            {"match": [{"uri": {"prefix": "/a"}}], "delegate": {"name": ""}},
+            {"delegate": {"name": "d", "namespace": "Not_A_Namespace"}}
+        ]));
+        assert_no_errors(&found);
+        assert_finding(
+            &found,
+            DELEGATE,
+            Severity::Warning,
+            "spec.http[0].delegate.name",
+            "empty",
+        );
+        assert_finding(
+            &found,
+            DELEGATE,
+            Severity::Warning,
+            "spec.http[1].delegate.namespace",
+            "`Not_A_Namespace`",
+        );
+    }
+
+    #[test]
+    fn an_empty_retry_on_is_no_retry_on() {
+        let found = http(json!([{"route": [to("r")], "retries": {"attempts": 0, "retryOn": ""}}]));
+        assert_eq!(found, vec![]);
+        // A real condition with attempts 0 stays an error, as in Istio.
+        assert_finding(
+            &http(json!([{"route": [to("r")], "retries": {"attempts": 0, "retryOn": "5xx"}}])),
+            RETRIES,
+            Severity::Error,
+            "spec.http[0].retries.attempts",
+            "disables retries",
+        );
+    }
+
+    #[test]
+    fn a_deprecated_delay_percent_out_of_range_only_warns() {
+        let found = http(json!([{"route": [to("r")], "fault": {
+            "delay": {"percent": 150, "fixedDelay": "1s"}}}]));
+        assert_no_errors(&found);
+        assert_finding(
+            &found,
+            c::PERCENT,
+            Severity::Warning,
+            "spec.http[0].fault.delay.percent",
+            "150",
+        );
+    }
+
+    #[test]
+    fn an_ip_sni_host_and_a_bad_source_subnet_only_warn() {
+        let found = vs(json!({
+            "hosts": ["10.0.0.1", "db.example.com"],
+            "tls": [{"match": [{"sniHosts": ["10.0.0.1"]}], "route": [to("db")]}],
+            "tcp": [{"match": [{"sourceSubnet": "not-a-cidr"}], "route": [to("db")]}]
+        }));
+        assert_no_errors(&found);
+        assert_finding(
+            &found,
+            c::HOST,
+            Severity::Warning,
+            "spec.tls[0].match[0].sniHosts[0]",
+            "`10.0.0.1` is an IP address",
+        );
+        assert_finding(
+            &found,
+            L4_ROUTE,
+            Severity::Warning,
+            "spec.tcp[0].match[0].sourceSubnet",
+            "`not-a-cidr`",
+        );
     }
 
     #[test]
