@@ -30,7 +30,7 @@ pub enum Routes {
     /// Over ADS by name (outbound: route configuration `9080`).
     Rds(String),
     /// Inline (inbound, where the routes never change apart from the port).
-    Inline(RouteConfiguration),
+    Inline(Box<RouteConfiguration>),
 }
 
 /// Outbound HTTP: fault and CORS filters (empty unless a route configures
@@ -47,7 +47,7 @@ pub fn http_connection_manager(stat_prefix: &str, routes: Routes, outbound: bool
             config_source: Some(ads_config_source()),
             route_config_name: name,
         }),
-        Routes::Inline(config) => http_connection_manager::RouteSpecifier::RouteConfig(config),
+        Routes::Inline(config) => http_connection_manager::RouteSpecifier::RouteConfig(*config),
     };
     let hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.into(),

@@ -120,7 +120,7 @@ fn port_chain(port: u16, protocol: Protocol) -> FilterChain {
         };
         filters::http_connection_manager(
             &format!("inbound_0.0.0.0_{port}"),
-            Routes::Inline(routes),
+            Routes::Inline(Box::new(routes)),
             false,
         )
     } else {

@@ -7,6 +7,9 @@
 //! that `e2e/bin/build-upstream` prints on its last line. Without it the
 //! test fails under `CI=true` and is skipped (with a message) elsewhere.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;
@@ -44,6 +47,7 @@ fn envoy_accepts_every_bookinfo_configuration() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let files = certificate_files(dir.path());
     let mut rejected = Vec::new();
     let mut cases = Vec::new();
     for (name, docs) in common::scenarios() {
@@ -73,7 +77,11 @@ fn envoy_accepts_every_bookinfo_configuration() {
             .unwrap();
             let json = render::to_json(&boot).unwrap();
             let path = dir.path().join(format!("{name}-{app}.json"));
-            std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+            let mut text = serde_json::to_string_pretty(&json).unwrap();
+            for (fixture_path, real_path) in &files {
+                text = text.replace(fixture_path, real_path);
+            }
+            std::fs::write(&path, text).unwrap();
             let out = Command::new(&envoy)
                 .args(["--mode", "validate", "--log-level", "error", "-c"])
                 .arg(&path)
@@ -93,4 +101,20 @@ fn envoy_accepts_every_bookinfo_configuration() {
         "Envoy rejected:\n{}",
         rejected.join("\n")
     );
+}
+
+/// Envoy reads certificate files while validating: the fixture's paths are
+/// replaced by a freshly made self-signed certificate and key.
+fn certificate_files(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let cert = rcgen::generate_simple_self_signed(vec!["reviews.example".to_string()]).unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let cert_path = cert_path.display().to_string();
+    vec![
+        ("/etc/certs/cert.pem", cert_path.clone()),
+        ("/etc/certs/key.pem", key_path.display().to_string()),
+        ("/etc/ssl/certs/ca-certificates.crt", cert_path),
+    ]
 }

@@ -3,6 +3,9 @@
 //! routing samples. Refresh with
 //! `UPDATE_GOLDEN=1 cargo test -p meshkeeper-compiler --test golden`.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -382,7 +382,6 @@ fn fault_config(
             out.delay = Some(FaultDelay {
                 fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(fixed)),
                 percentage: Some(percentage(delay.percentage.as_ref(), delay.percent)),
-                ..Default::default()
             });
         }
     }

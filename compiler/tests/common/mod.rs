@@ -129,6 +129,90 @@ pub fn sidecar(snapshot: &Snapshot, app: &str) -> Proxy {
     Proxy::sidecar_of_pod(&pod).unwrap()
 }
 
+/// One VirtualService and DestinationRule using every routing and policy
+/// feature the compiler translates, plus DNS and STATIC ServiceEntries: the
+/// corpus samples use few of them.
+pub fn every_feature() -> Vec<Value> {
+    let vs = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "features", "namespace": NAMESPACE},
+        "spec": {"hosts": ["reviews", "ratings"], "http": [
+            {"name": "redirect", "match": [{"uri": {"exact": "/old"}}],
+             "redirect": {"uri": "/new", "authority": "example.com", "redirectCode": 308, "scheme": "https", "port": 8443}},
+            {"name": "direct", "match": [{"uri": {"prefix": "/health"}, "method": {"exact": "GET"}}],
+             "directResponse": {"status": 200, "body": {"string": "ok"}}},
+            {"name": "regex", "match": [{"name": "m1", "uri": {"regex": "/api/v[0-9]+/.*"}, "ignoreUriCase": true,
+                "headers": {"x-canary": {"prefix": "yes"}, "x-present": {}},
+                "withoutHeaders": {"x-debug": {"exact": "1"}},
+                "queryParams": {"user": {"exact": "jason"}, "flag": {}},
+                "authority": {"regex": "reviews.*"}}],
+             "rewrite": {"uri": "/v2/", "authority": "reviews.internal"},
+             "timeout": "2.5s",
+             "retries": {"attempts": 3, "perTryTimeout": "500ms", "retryOn": "5xx,gateway-error,503"},
+             "route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 75,
+                        "headers": {"request": {"set": {"x-subset": "v1"}}}},
+                       {"destination": {"host": "reviews", "subset": "v2"}, "weight": 25},
+                       {"destination": {"host": "reviews", "subset": "v3"}, "weight": 0}]},
+            {"name": "regex-rewrite", "match": [{"uri": {"prefix": "/rx"}}],
+             "rewrite": {"uriRegexRewrite": {"match": "^/rx/(.*)$", "rewrite": "/\\1"}},
+             "route": [{"destination": {"host": "reviews", "port": {"number": 9080}}}]},
+            {"name": "source", "match": [{"sourceLabels": {"app": "nobody"}}],
+             "route": [{"destination": {"host": "reviews", "subset": "v3"}}]},
+            {"name": "faults",
+             "fault": {"delay": {"fixedDelay": "1s", "percentage": {"value": 12.5}},
+                       "abort": {"httpStatus": 503, "percentage": {"value": 0.1}}},
+             "mirror": {"host": "ratings"}, "mirrorPercentage": {"value": 50},
+             "mirrors": [{"destination": {"host": "details"}, "percentage": {"value": 5}}],
+             "corsPolicy": {"allowOrigins": [{"exact": "https://a.example"}, {"regex": ".*\\.b\\.example"}],
+                            "allowMethods": ["GET", "POST"], "allowHeaders": ["x-a"], "exposeHeaders": ["x-b"],
+                            "maxAge": "24h", "allowCredentials": true},
+             "headers": {"request": {"set": {"x-set": "1"}, "add": {"x-add": "2"}, "remove": ["x-rm"]},
+                         "response": {"set": {"x-resp": "3"}, "remove": ["server"]}},
+             "route": [{"destination": {"host": "reviews", "subset": "v2"}}]}
+        ]}
+    });
+    let dr = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "features", "namespace": NAMESPACE},
+        "spec": {"host": "reviews",
+            "trafficPolicy": {
+                "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user", "ringHash": {"minimumRingSize": 2048}}},
+                "connectionPool": {"tcp": {"maxConnections": 100, "connectTimeout": "3s",
+                                           "tcpKeepalive": {"time": "7200s", "interval": "75s", "probes": 9}},
+                                   "http": {"http1MaxPendingRequests": 10, "http2MaxRequests": 1000,
+                                            "maxRequestsPerConnection": 5, "maxRetries": 4, "idleTimeout": "30s"}},
+                "outlierDetection": {"consecutive5xxErrors": 5, "consecutiveGatewayErrors": 2, "interval": "10s",
+                                     "baseEjectionTime": "30s", "maxEjectionPercent": 50, "minHealthPercent": 20},
+                "tls": {"mode": "SIMPLE", "sni": "reviews.example", "caCertificates": "/etc/ssl/certs/ca-certificates.crt",
+                        "subjectAltNames": ["reviews.example"]},
+                "portLevelSettings": [{"port": {"number": 9080}, "loadBalancer": {"simple": "ROUND_ROBIN"},
+                                       "tls": {"mode": "ISTIO_MUTUAL"}}]},
+            "subsets": [
+                {"name": "v1", "labels": {"version": "v1"}},
+                {"name": "v2", "labels": {"version": "v2"},
+                 "trafficPolicy": {"loadBalancer": {"simple": "RANDOM"},
+                                   "connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}},
+                                   "tls": {"mode": "MUTUAL", "clientCertificate": "/etc/certs/cert.pem",
+                                           "privateKey": "/etc/certs/key.pem"}}},
+                {"name": "v3", "labels": {"version": "v3"},
+                 "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpCookie": {"name": "user", "ttl": "0s"}}}}}]}
+    });
+    let dns = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "external", "namespace": NAMESPACE},
+        "spec": {"hosts": ["api.example.com"], "location": "MESH_EXTERNAL", "resolution": "DNS",
+                 "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}, {"number": 80, "name": "http", "protocol": "HTTP"}]}
+    });
+    let fixed = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "db", "namespace": NAMESPACE},
+        "spec": {"hosts": ["db.internal"], "addresses": ["10.200.0.1"], "location": "MESH_INTERNAL", "resolution": "STATIC",
+                 "ports": [{"number": 5432, "name": "tcp-pg", "protocol": "TCP"}],
+                 "endpoints": [{"address": "10.201.0.1", "labels": {"version": "a"}}, {"address": "10.201.0.2", "ports": {"tcp-pg": 6432}}]}
+    });
+    vec![vs, dr, dns, fixed]
+}
+
 /// Every scenario: name and networking documents (the DestinationRules of
 /// `destination-rule-all.yaml` under each VirtualService sample).
 pub fn scenarios() -> Vec<(String, Vec<Value>)> {
@@ -136,6 +220,7 @@ pub fn scenarios() -> Vec<(String, Vec<Value>)> {
     let mut out = vec![
         ("services-only".to_string(), Vec::new()),
         ("destination-rule-all".to_string(), rules.clone()),
+        ("every-feature".to_string(), every_feature()),
     ];
     for file in virtual_service_files() {
         let mut docs = rules.clone();
