@@ -401,6 +401,25 @@ pub fn check_duration_or_zero(value: &str, path: &str, out: &mut Findings) {
     }
 }
 
+/// A duration in a field Istio does not range-check (it only has to parse):
+/// a value that does not parse is an error, a zero or sub-millisecond one
+/// only warns (Envoy works in milliseconds there and rounds it).
+pub fn check_duration_syntax(value: &str, path: &str, out: &mut Findings) {
+    match parse_duration(value) {
+        Ok(0) => {}
+        Ok(n) if n % NANOS_PER_MS != 0 => out.warning(
+            DURATION,
+            path,
+            format!(
+                "duration `{value}` has sub-millisecond precision, which the proxy rounds; use \
+                 whole milliseconds"
+            ),
+        ),
+        Ok(_) => {}
+        Err(_) => check_duration(value, path, out),
+    }
+}
+
 pub fn check_opt_duration(value: Option<&String>, path: &str, out: &mut Findings) {
     if let Some(v) = value {
         check_duration(v, path, out);

@@ -58,11 +58,14 @@ pub fn validate(spec: &DestinationRuleSpec, namespace: &str, out: &mut Findings)
                 }
             }
         }
+        // Istio admits a subset without labels: it selects every endpoint
+        // of the host (a way to give them a traffic policy of their own).
         if subset.labels.as_ref().is_none_or(|l| l.is_empty()) {
-            out.error(
+            out.warning(
                 SUBSET,
                 format!("{path}.labels"),
-                "a subset needs at least one label to select its endpoints (e.g. `version: v1`)",
+                "the subset has no labels, so it selects every endpoint of the host; add labels \
+                 (e.g. `version: v1`) if it is meant to pick some of them",
             );
         }
         for (key, value) in subset.labels.iter().flatten() {
@@ -237,7 +240,17 @@ fn check_load_balancer(lb: &LoadBalancerSettings, path: &str, out: &mut Findings
         .into_iter()
         .filter_map(|(set, name)| set.then_some(name))
         .collect();
-        if keys.len() != 1 {
+        if keys.is_empty() {
+            // Istio admits it; the proxy then hashes nothing, so requests
+            // spread as with RANDOM and nothing is sticky.
+            out.warning(
+                LOAD_BALANCER,
+                &cpath,
+                "consistentHash sets no hash key, so requests are spread with no affinity; set \
+                 one of httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName",
+            );
+        } else if keys.len() > 1 {
+            // One protobuf oneof: Istio cannot even decode more than one.
             out.error(
                 LOAD_BALANCER,
                 &cpath,
@@ -272,7 +285,7 @@ fn check_load_balancer(lb: &LoadBalancerSettings, path: &str, out: &mut Findings
                 );
             }
             if let Some(ttl) = &cookie.ttl {
-                c::check_duration_or_zero(ttl, &format!("{cpath}.httpCookie.ttl"), out);
+                c::check_duration_syntax(ttl, &format!("{cpath}.httpCookie.ttl"), out);
             }
         }
     }
@@ -409,7 +422,10 @@ fn check_connection_pool(cp: &ConnectionPoolSettings, path: &str, out: &mut Find
             &format!("{t}.maxConnectionDuration"),
             out,
         );
-        c::check_opt_duration(tcp.idle_timeout.as_ref(), &format!("{t}.idleTimeout"), out);
+        // `0s` turns the idle timeout off (Istio skips the check for it).
+        if let Some(idle) = &tcp.idle_timeout {
+            c::check_duration_or_zero(idle, &format!("{t}.idleTimeout"), out);
+        }
         if let Some(ka) = &tcp.tcp_keepalive {
             c::check_opt_duration(ka.time.as_ref(), &format!("{t}.tcpKeepalive.time"), out);
             c::check_opt_duration(
@@ -457,11 +473,17 @@ fn check_outlier_detection(od: &OutlierDetection, path: &str, out: &mut Findings
             out,
         );
     }
-    c::check_non_negative(
-        od.consecutive_errors,
-        &format!("{path}.consecutiveErrors"),
-        out,
-    );
+    // Istio neither checks nor uses the deprecated consecutiveErrors.
+    if let Some(n) = od.consecutive_errors.filter(|n| *n < 0) {
+        out.warning(
+            c::NON_NEGATIVE,
+            format!("{path}.consecutiveErrors"),
+            format!(
+                "consecutiveErrors {n} is negative, and the field is ignored anyway; use \
+                 consecutive5xxErrors or consecutiveGatewayErrors (0 or more)"
+            ),
+        );
+    }
     if od.consecutive_local_origin_failures.unwrap_or(0) > 0
         && od.split_external_local_origin_errors != Some(true)
     {
@@ -550,10 +572,21 @@ fn check_client_tls(tls: &ClientTlsSettings, path: &str, out: &mut Findings) {
             } else {
                 "ISTIO_MUTUAL"
             };
-            out.error(
+            // Istio admits it and ignores them: ISTIO_MUTUAL uses the mesh's
+            // certificates, DISABLE none.
+            out.warning(
                 CLIENT_TLS,
                 path,
-                format!("mode {mode} takes no certificates or credentialName; remove them or use SIMPLE/MUTUAL"),
+                format!(
+                    "mode {mode} ignores certificates and credentialName ({}), so they have no \
+                     effect; remove them, or use SIMPLE/MUTUAL to use them",
+                    file_fields
+                        .iter()
+                        .copied()
+                        .chain(credential.then_some("credentialName"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             );
         }
         _ => {}
@@ -597,7 +630,7 @@ mod tests {
     }
 
     #[test]
-    fn subsets_need_unique_names_and_labels() {
+    fn subsets_need_unique_names_and_labels_are_advised() {
         let found = dr(json!({"host": "reviews", "subsets": [
             {"name": "v1", "labels": {"version": "v1"}},
             {"name": "v1", "labels": {"version": "v2"}},
@@ -610,12 +643,13 @@ mod tests {
             "spec.subsets[1].name",
             "defined twice",
         );
+        // Istio admits a subset without labels (it selects every endpoint).
         assert_finding(
             &found,
             SUBSET,
-            Severity::Error,
+            Severity::Warning,
             "spec.subsets[2].labels",
-            "at least one label",
+            "selects every endpoint",
         );
         assert_no_errors(&dr(json!({"host": "reviews", "subsets": [
             {"name": "v1", "labels": {"version": "v1"}},
@@ -991,5 +1025,91 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:#?}");
         // Without a selector the same list is fine.
         assert_no_errors(&dr(json!({"host": "reviews", "exportTo": [".", "other"]})));
+    }
+
+    // Configurations Istio's webhook admits: accepted, with a warning that
+    // names the field (or nothing, where Istio says nothing).
+
+    #[test]
+    fn a_consistent_hash_without_a_key_only_warns() {
+        let found = dr(json!({"host": "r", "trafficPolicy": {"loadBalancer": {
+            "consistentHash": {"ringHash": {"minimumRingSize": 1024}}
+        }}}));
+        assert_no_errors(&found);
+        assert_finding(
+            &found,
+            LOAD_BALANCER,
+            Severity::Warning,
+            "spec.trafficPolicy.loadBalancer.consistentHash",
+            "no hash key",
+        );
+    }
+
+    #[test]
+    fn a_zero_tcp_idle_timeout_turns_it_off() {
+        let found = dr(json!({"host": "r", "trafficPolicy": {"connectionPool": {
+            "tcp": {"idleTimeout": "0s"}}}}));
+        assert_eq!(found, vec![]);
+        // Below 1ms but not zero stays an error, as in Istio.
+        assert_finding(
+            &dr(json!({"host": "r", "trafficPolicy": {"connectionPool": {
+                "tcp": {"idleTimeout": "500us"}}}})),
+            c::DURATION,
+            Severity::Error,
+            "spec.trafficPolicy.connectionPool.tcp.idleTimeout",
+            "minimum of 1ms",
+        );
+    }
+
+    #[test]
+    fn a_cookie_ttl_only_has_to_parse() {
+        let found = dr(json!({"host": "r", "trafficPolicy": {"loadBalancer": {
+            "consistentHash": {"httpCookie": {"name": "user", "ttl": "1500us"}}}}}));
+        assert_no_errors(&found);
+        assert_finding(
+            &found,
+            c::DURATION,
+            Severity::Warning,
+            "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl",
+            "`1500us`",
+        );
+        assert_finding(
+            &dr(json!({"host": "r", "trafficPolicy": {"loadBalancer": {
+                "consistentHash": {"httpCookie": {"name": "user", "ttl": "soon"}}}}})),
+            c::DURATION,
+            Severity::Error,
+            "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl",
+            "not a valid duration",
+        );
+    }
+
+    #[test]
+    fn a_negative_deprecated_consecutive_errors_only_warns() {
+        let found = dr(json!({"host": "r", "trafficPolicy": {"outlierDetection": {
+            "consecutiveErrors": -1}}}));
+        assert_no_errors(&found);
+        assert_finding(
+            &found,
+            c::NON_NEGATIVE,
+            Severity::Warning,
+            "spec.trafficPolicy.outlierDetection.consecutiveErrors",
+            "-1",
+        );
+    }
+
+    #[test]
+    fn certificates_beside_istio_mutual_or_disable_only_warn() {
+        for mode in ["ISTIO_MUTUAL", "DISABLE"] {
+            let found = dr(json!({"host": "r", "trafficPolicy": {"tls": {
+                "mode": mode, "caCertificates": "/etc/ca.pem", "credentialName": "c"}}}));
+            assert_no_errors(&found);
+            assert_finding(
+                &found,
+                CLIENT_TLS,
+                Severity::Warning,
+                "spec.trafficPolicy.tls",
+                "caCertificates, credentialName",
+            );
+        }
     }
 }
