@@ -329,12 +329,14 @@ fn view_from_watch_events() -> ValidationView {
     let mut view = ClusterView::default();
     // Each kind's listing: how to wrap its events, and its objects.
     type Listing = (fn(Event<DynamicObject>) -> ViewEvent, Vec<Value>);
-    let listings: [Listing; 5] = [
+    let listings: [Listing; 7] = [
         (ViewEvent::VirtualService, vec![]),
         (ViewEvent::DestinationRule, vec![rule]),
         (ViewEvent::Namespace, vec![]),
         (ViewEvent::Service, vec![service]),
         (ViewEvent::Pod, vec![pod]),
+        (ViewEvent::Gateway, vec![]),
+        (ViewEvent::ServiceEntry, vec![]),
     ];
     for (kind, objects) in listings {
         view.apply(kind(Event::Init));
