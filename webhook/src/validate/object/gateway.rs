@@ -184,12 +184,15 @@ fn check_tls(
             ),
         );
     }
-    if tls.https_redirect == Some(true) && protocol.is_some_and(|p| p != "HTTP") {
-        out.error(
+    // Istio only warns (and says nothing for the HTTP family): the redirect
+    // is simply not sent where the server is not plain-text HTTP.
+    if tls.https_redirect == Some(true) && protocol.is_some() && !plain_http {
+        out.warning(
             SERVER_TLS,
             format!("{tpath}.httpsRedirect"),
             format!(
-                "httpsRedirect only applies to HTTP servers, this one is {}",
+                "httpsRedirect only applies to plain-text HTTP servers, this one is {}, so no \
+                 redirect is sent; remove it",
                 protocol.unwrap_or_default()
             ),
         );
@@ -233,12 +236,25 @@ fn check_tls(
     match tls.mode {
         Some(ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual) => {
             let mode = tls_mode_name(tls.mode);
-            if uses_credential && !files.is_empty() {
+            // Two certificate sources (a credential and a certificate with
+            // its key) are refused, as in Istio; a lone file beside the
+            // credential is ignored (the credential carries the certificate,
+            // key and CA), which Istio admits: a warning.
+            let key_pair = has(&tls.server_certificate) && has(&tls.private_key);
+            if uses_credential && key_pair {
                 out.error(
                     SERVER_TLS,
                     &tpath,
+                    "credentialName and serverCertificate/privateKey are both set: use the \
+                     credential or the files, not both",
+                );
+            } else if uses_credential && !files.is_empty() {
+                out.warning(
+                    SERVER_TLS,
+                    &tpath,
                     format!(
-                        "credentialName and file paths ({}) are both set: use the credential or the files, not both",
+                        "{} set beside a credentialName, which supplies the certificate, key and \
+                         CA, so they are ignored; remove them",
                         files.join(", ")
                     ),
                 );
@@ -420,15 +436,25 @@ mod tests {
             "spec.servers[0].tls.privateKey",
             "privateKey is missing",
         );
-        let found = gw(https(
-            json!({"mode": "SIMPLE", "credentialName": "c", "privateKey": "/k.pem"}),
-        ));
+        let found = gw(https(json!({"mode": "SIMPLE", "credentialName": "c",
+            "serverCertificate": "/c.pem", "privateKey": "/k.pem"})));
         assert_finding(
             &found,
             SERVER_TLS,
             Severity::Error,
             "spec.servers[0].tls",
             "not both",
+        );
+        // A lone file beside the credential is ignored; Istio admits it.
+        let found = gw(https(json!({"mode": "MUTUAL", "credentialName": "c",
+            "caCertificates": "/ca.pem"})));
+        assert_no_errors(&found);
+        assert_finding(
+            &found,
+            SERVER_TLS,
+            Severity::Warning,
+            "spec.servers[0].tls",
+            "caCertificates set beside a credentialName",
         );
         let found = gw(https(
             json!({"mode": "SIMPLE", "credentialNames": ["a", "b", "c"]}),
@@ -460,20 +486,26 @@ mod tests {
     }
 
     #[test]
-    fn https_redirect_only_on_http() {
+    fn https_redirect_elsewhere_than_http_only_warns() {
         let found = gw(
             json!([{"port": {"number": 443, "name": "t", "protocol": "TLS"}, "hosts": ["*"], "tls": {"mode": "PASSTHROUGH", "httpsRedirect": true}}]),
         );
+        // Istio admits it with a warning: no redirect is sent.
+        assert_no_errors(&found);
         assert_finding(
             &found,
             SERVER_TLS,
-            Severity::Error,
+            Severity::Warning,
             "spec.servers[0].tls.httpsRedirect",
-            "only applies to HTTP",
+            "only applies to plain-text HTTP",
         );
-        assert_no_errors(&gw(
-            json!([{"port": {"number": 80, "name": "h", "protocol": "HTTP"}, "hosts": ["*"], "tls": {"httpsRedirect": true}}]),
-        ));
+        for protocol in ["HTTP", "HTTP2", "GRPC"] {
+            let found = gw(
+                json!([{"port": {"number": 80, "name": "h", "protocol": protocol},
+                "hosts": ["*"], "tls": {"httpsRedirect": true}}]),
+            );
+            assert_eq!(found, vec![], "{protocol}");
+        }
     }
 
     #[test]
