@@ -160,11 +160,15 @@ fn check_resolution(
                 resolution_name(resolution)
             ),
         ),
+        // Istio admits it: a service with no endpoints yet, like a
+        // Kubernetes Service selecting no pod. Requests to it fail meanwhile.
         Resolution::Static if endpoints.is_empty() && spec.workload_selector.is_none() => {
-            out.error(
+            out.warning(
                 RESOLUTION,
                 "spec.endpoints",
-                "resolution STATIC needs endpoints (IP addresses) or a workloadSelector",
+                "resolution STATIC with no endpoints and no workloadSelector: the service has no \
+                 endpoints, so requests to it fail (503); list endpoints (IP addresses) or select \
+                 WorkloadEntries/pods with a workloadSelector",
             )
         }
         Resolution::Dns | Resolution::DnsRoundRobin if endpoints.is_empty() => {
@@ -475,13 +479,16 @@ mod tests {
     }
 
     #[test]
-    fn static_needs_ip_endpoints_or_a_selector() {
+    fn static_needs_ip_endpoints_and_warns_without_any() {
+        // Istio admits a STATIC entry with no endpoints yet: a warning.
+        let found = se(with(json!({"resolution": "STATIC"})));
+        assert_no_errors(&found);
         assert_finding(
-            &se(with(json!({"resolution": "STATIC"}))),
+            &found,
             RESOLUTION,
-            Severity::Error,
+            Severity::Warning,
             "spec.endpoints",
-            "STATIC needs endpoints",
+            "STATIC with no endpoints",
         );
         let found = se(with(
             json!({"resolution": "STATIC", "endpoints": [{"address": "db.example.com"}]}),
