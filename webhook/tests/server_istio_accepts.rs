@@ -207,3 +207,49 @@ async fn envoy_filter_with_an_extension_meshkeeper_does_not_list_is_admitted() {
         ],
     );
 }
+
+#[tokio::test]
+async fn header_names_istio_accepts_are_admitted_with_a_warning() {
+    // Istio checks header operation names only for emptiness, a leading
+    // `:` and `host`; `bad:h` is not an HTTP token but is admitted.
+    let response = admitted(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews"},
+        "spec": {"hosts": ["reviews"], "http": [{
+            "route": [{"destination": {"host": "reviews"}}],
+            "headers": {"request": {"set": {"bad:h": "1", ":authority": "r.example.com"}}}
+        }]}
+    }))
+    .await;
+    assert_warns(
+        &response,
+        &[
+            "MK0108",
+            "spec.http[0].headers.request.set.bad:h",
+            "`bad:h`",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_subset_without_labels_and_a_static_entry_without_endpoints_are_admitted() {
+    let response = admitted(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews"},
+        "spec": {"host": "reviews", "subsets": [{"name": "all",
+            "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}]}
+    }))
+    .await;
+    assert_warns(
+        &response,
+        &["MK0130", "spec.subsets[0].labels", "every endpoint"],
+    );
+    let response = admitted(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "db"},
+        "spec": {"hosts": ["db.internal"], "resolution": "STATIC",
+            "ports": [{"number": 5432, "name": "tcp", "protocol": "TCP"}]}
+    }))
+    .await;
+    assert_warns(&response, &["MK0150", "spec.endpoints", "no endpoints"]);
+}

@@ -4,7 +4,8 @@
 //! matches, deprecated fields) are returned to `kubectl` as admission
 //! warnings.
 //!
-//! Codes (W = warning, otherwise error):
+//! Codes (W = warning, otherwise error; a code that is an error may also be
+//! a warning for a case Istio's webhook admits, the message then says why):
 //! - shared: MK0101 metadata.name, MK0102 host, MK0103 hosts/host missing,
 //!   MK0104 exportTo, MK0105 duration, MK0106 port number, MK0107 regex/string
 //!   match, MK0108 header name, MK0109 percentage, MK0110 negative count,
