@@ -5,9 +5,10 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
-use crate::error::{CompileError, RenderError};
+use crate::error::{CompileError, RenderError, Warning};
 use crate::proxy::{Proxy, ProxyKind};
 use crate::snapshot::Snapshot;
+use crate::visibility::ExportTo;
 use crate::{clusters, inbound, outbound, render, routes};
 
 /// What a proxy receives over xDS: LDS, RDS, CDS and EDS resources.
@@ -17,6 +18,9 @@ pub struct ProxyConfig {
     pub routes: Vec<RouteConfiguration>,
     pub clusters: Vec<Cluster>,
     pub endpoints: Vec<ClusterLoadAssignment>,
+    /// What was left out of this configuration and why (not part of the
+    /// xDS resources; for people: `meshctl`, admission warnings, logs).
+    pub warnings: Vec<Warning>,
 }
 
 impl ProxyConfig {
@@ -48,12 +52,34 @@ pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> Result<ProxyConfig, Compil
     ];
     clusters.extend(outbound_clusters.clusters);
     clusters.extend(inbound::clusters(snapshot, proxy));
-    let mut listeners = outbound::listeners(snapshot, proxy);
+    let mut listeners = outbound::listeners(snapshot, proxy)?;
     listeners.push(inbound::listener(snapshot, proxy));
     Ok(ProxyConfig {
         listeners,
         routes: routes::route_configurations(snapshot, proxy)?,
         clusters,
         endpoints: outbound_clusters.endpoints,
+        warnings: visible_warnings(snapshot, proxy),
     })
+}
+
+/// The snapshot's warnings about objects the proxy sees (a VirtualService
+/// exported to its namespace): a person looking at this proxy's
+/// configuration needs them, the rest of the mesh's are noise here.
+fn visible_warnings(snapshot: &Snapshot, proxy: &Proxy) -> Vec<Warning> {
+    snapshot
+        .warnings
+        .iter()
+        .filter(|w| {
+            w.at.kind != "VirtualService"
+                || snapshot.virtual_services.iter().any(|vs| {
+                    let (ns, name) = crate::snapshot::object_name(&vs.metadata);
+                    ns == w.at.namespace
+                        && name == w.at.name
+                        && ExportTo::from_list(vs.spec.export_to.as_deref(), &ns)
+                            .is_visible_to(&proxy.namespace)
+                })
+        })
+        .cloned()
+        .collect()
 }

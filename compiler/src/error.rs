@@ -21,6 +21,22 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// Something the compiler left out of the configuration, as Istio would,
+/// but which the user should hear about (Istio only logs it): a delegate
+/// that does not exist, a rule whose matches conflict with its root's, a
+/// VirtualService whose hosts no server of its gateway serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub at: Location,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
     /// A field holds a value the compiler cannot translate.

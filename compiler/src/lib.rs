@@ -7,6 +7,7 @@
 //! Names follow Istio's (`outbound|9080|v1|reviews.bookinfo.svc.cluster.local`,
 //! `0.0.0.0_9080`, route configuration `9080`, `inbound|9080||`).
 
+pub mod binding;
 pub mod bootstrap;
 mod clusters;
 mod compile;
@@ -17,6 +18,7 @@ pub mod envoy;
 pub mod error;
 mod filters;
 mod inbound;
+mod l4;
 pub mod names;
 mod outbound;
 mod policy;
@@ -29,6 +31,6 @@ mod tls;
 pub mod visibility;
 
 pub use compile::{ProxyConfig, compile};
-pub use error::{CompileError, RenderError};
+pub use error::{CompileError, RenderError, Warning};
 pub use proxy::{Proxy, ProxyKind};
 pub use snapshot::{MeshSettings, OutboundPolicy, Snapshot, SnapshotBuilder};

@@ -14,28 +14,26 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, s
 use meshkeeper_crds::networking::common::StringMatch;
 use meshkeeper_crds::networking::virtual_service::{HeaderMatch, HttpMatchRequest};
 
+use crate::binding::StaticMatch;
 use crate::envoy::bool_value;
 use crate::proxy::Proxy;
 
 /// Whether the match's source conditions hold for `proxy` on listener
-/// `port`.
-pub fn applies(m: &HttpMatchRequest, proxy: &Proxy, port: u16) -> bool {
-    if m.port.is_some_and(|p| p != u32::from(port)) {
-        return false;
+/// `port`, as one of the gateways in `scope` (`mesh` for a sidecar).
+pub fn applies(
+    m: &HttpMatchRequest,
+    proxy: &Proxy,
+    port: u16,
+    vs_namespace: &str,
+    scope: &[String],
+) -> bool {
+    StaticMatch {
+        port: m.port,
+        source_labels: m.source_labels.as_ref(),
+        source_namespace: m.source_namespace.as_deref(),
+        gateways: m.gateways.as_deref(),
     }
-    if m.source_labels.as_ref().is_some_and(|l| !proxy.matches(l)) {
-        return false;
-    }
-    if m.source_namespace
-        .as_deref()
-        .is_some_and(|ns| ns != proxy.namespace)
-    {
-        return false;
-    }
-    // Gateways named on a match restrict it; sidecars are `mesh`.
-    m.gateways
-        .as_ref()
-        .is_none_or(|g| g.is_empty() || g.iter().any(|g| g == "mesh"))
+    .holds(proxy, vs_namespace, scope, port)
 }
 
 pub fn route_match(m: &HttpMatchRequest) -> RouteMatch {

@@ -17,13 +17,13 @@ use meshkeeper_crds::networking::VirtualService;
 use meshkeeper_crds::networking::destination_rule::ConsistentHashLb;
 use meshkeeper_crds::networking::virtual_service::Destination;
 
+use crate::binding;
 use crate::destination_rule;
 use crate::envoy::bool_value;
 use crate::error::{CompileError, Location};
 use crate::names;
 use crate::proxy::Proxy;
 use crate::snapshot::{OutboundPolicy, Service, Snapshot};
-use crate::visibility::ExportTo;
 
 /// What routes of one VirtualService are compiled against.
 pub struct RouteContext<'a> {
@@ -32,10 +32,13 @@ pub struct RouteContext<'a> {
     /// The listener port the routes serve.
     pub port: u16,
     pub vs: &'a VirtualService,
+    /// Gateways the proxy is: `mesh` for a sidecar, `ns/name` of the
+    /// Gateway whose server the routes serve for a gateway proxy.
+    pub scope: &'a [String],
 }
 
 impl RouteContext<'_> {
-    fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         self.vs.metadata.namespace.as_deref().unwrap_or("default")
     }
 
@@ -266,29 +269,17 @@ pub fn virtual_service_for<'a>(
     host: &str,
 ) -> Option<&'a VirtualService> {
     let domain = &snapshot.mesh.cluster_domain;
-    let bound = |vs: &&VirtualService| {
-        let ns = vs.metadata.namespace.as_deref().unwrap_or("default");
-        let to_mesh = vs
-            .spec
-            .gateways
-            .as_ref()
-            .is_none_or(|g| g.is_empty() || g.iter().any(|g| g == "mesh"));
-        to_mesh
-            && ExportTo::from_list(vs.spec.export_to.as_deref(), ns).is_visible_to(&proxy.namespace)
-    };
-    let hosts = |vs: &VirtualService| -> Vec<String> {
-        let ns = vs.metadata.namespace.as_deref().unwrap_or("default");
-        vs.spec
-            .hosts
-            .iter()
-            .flatten()
-            .map(|h| names::resolve_host(h, ns, domain))
-            .collect()
-    };
-    let candidates = || snapshot.virtual_services.iter().filter(bound);
+    let scope = [binding::MESH.to_string()];
+    let candidates = || binding::bound(snapshot, proxy, &scope);
     candidates()
-        .find(|vs| hosts(vs).iter().any(|h| h == host))
-        .or_else(|| candidates().find(|vs| hosts(vs).iter().any(|h| names::host_matches(h, host))))
+        .find(|vs| binding::hosts(vs, domain).iter().any(|h| h == host))
+        .or_else(|| {
+            candidates().find(|vs| {
+                binding::hosts(vs, domain)
+                    .iter()
+                    .any(|h| names::host_matches(h, host))
+            })
+        })
 }
 
 fn service_routes(
@@ -309,22 +300,33 @@ fn service_routes(
             ..Default::default()
         }]);
     };
+    let scope = [binding::MESH.to_string()];
     let ctx = RouteContext {
         snapshot,
         proxy,
         port,
         vs,
+        scope: &scope,
     };
+    http_routes(&ctx)
+}
+
+/// The Envoy routes of the context's VirtualService, in order.
+pub fn http_routes(ctx: &RouteContext<'_>) -> Result<Vec<Route>, CompileError> {
+    let (vs, proxy, port) = (ctx.vs, ctx.proxy, ctx.port);
     let mut routes = Vec::new();
     for (i, http) in vs.spec.http.iter().flatten().enumerate() {
-        // Delegation is resolved by the validating index, not compiled yet:
-        // such a rule contributes no route.
-        if http.delegate.is_some() {
-            continue;
-        }
         let at = format!("http[{i}]");
-        let action = actions::action(&ctx, http, &at)?;
-        let per_filter = actions::per_filter_config(&ctx, http, &at)?;
+        // SnapshotBuilder merges delegates into their roots; a snapshot
+        // built another way may still hold one, which is not routed.
+        if http.delegate.is_some() {
+            return Err(ctx.error(
+                &format!("{at}.delegate"),
+                "delegation is merged when the snapshot is built (SnapshotBuilder); this snapshot still holds it".into(),
+            ));
+        }
+        let action = actions::action(ctx, http, &at)?;
+        let per_filter = actions::per_filter_config(ctx, http, &at)?;
         let headers = http.headers.as_ref();
         let (req_add, req_remove) = actions::header_ops(headers.and_then(|h| h.request.as_ref()));
         let (resp_add, resp_remove) =
@@ -333,7 +335,7 @@ fn service_routes(
             None => vec![(None, matches::catch_all())],
             Some(ms) => ms
                 .iter()
-                .filter(|m| matches::applies(m, proxy, port))
+                .filter(|m| matches::applies(m, proxy, port, ctx.namespace(), ctx.scope))
                 .map(|m| (m.name.as_deref(), matches::route_match(m)))
                 .collect(),
         };

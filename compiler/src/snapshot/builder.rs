@@ -9,7 +9,7 @@ use meshkeeper_crds::networking::{
     DestinationRule, Gateway, NetworkingObject, ServiceEntry, VirtualService,
 };
 
-use super::{MeshSettings, Service, Snapshot, kubernetes, service_entry};
+use super::{MeshSettings, Service, Snapshot, delegation, kubernetes, service_entry};
 use crate::error::CompileError;
 
 #[derive(Debug, Default, Clone)]
@@ -93,6 +93,7 @@ impl SnapshotBuilder {
         }
         let mut virtual_services = self.virtual_services;
         virtual_services.sort_by_key(creation_order);
+        let warnings = delegation::merge_all(&mut virtual_services, &self.mesh.cluster_domain);
         let mut destination_rules = self.destination_rules;
         destination_rules.sort_by_key(creation_order);
         Ok(Snapshot {
@@ -101,6 +102,7 @@ impl SnapshotBuilder {
             virtual_services,
             destination_rules,
             gateways: self.gateways,
+            warnings,
         })
     }
 }

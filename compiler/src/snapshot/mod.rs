@@ -4,6 +4,7 @@
 //! settings. Built with [`SnapshotBuilder`] from API objects.
 
 mod builder;
+mod delegation;
 mod kubernetes;
 mod service_entry;
 
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 
 use meshkeeper_crds::networking::{DestinationRule, Gateway, VirtualService};
 
+use crate::error::Warning;
 use crate::protocol::Protocol;
 use crate::visibility::ExportTo;
 
@@ -134,6 +136,9 @@ pub struct Snapshot {
     pub virtual_services: Vec<VirtualService>,
     pub destination_rules: Vec<DestinationRule>,
     pub gateways: Vec<Gateway>,
+    /// What building the snapshot left out (unmergeable delegate rules),
+    /// each naming the object and field.
+    pub warnings: Vec<Warning>,
 }
 
 impl Snapshot {

@@ -213,6 +213,90 @@ pub fn every_feature() -> Vec<Value> {
     vec![vs, dr, dns, fixed]
 }
 
+/// TCP and TLS routes: a STATIC database entry with a VIP whose `tcp`
+/// rules split by destination subnet and source labels, and address-less
+/// DNS entries on 443 whose `tls` rules route by SNI (one wildcard, one
+/// weighted).
+pub fn tcp_tls_routes() -> Vec<Value> {
+    let db = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "db", "namespace": NAMESPACE},
+        "spec": {"hosts": ["db.internal"], "addresses": ["10.200.0.1"], "location": "MESH_INTERNAL", "resolution": "STATIC",
+                 "ports": [{"number": 5432, "name": "tcp-pg", "protocol": "TCP"}],
+                 "endpoints": [{"address": "10.201.0.1", "labels": {"version": "a"}},
+                               {"address": "10.201.0.2", "labels": {"version": "b"}}]}
+    });
+    let db_rule = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "db", "namespace": NAMESPACE},
+        "spec": {"host": "db.internal", "subsets": [{"name": "a", "labels": {"version": "a"}},
+                                                   {"name": "b", "labels": {"version": "b"}}]}
+    });
+    let db_routes = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "db", "namespace": NAMESPACE},
+        "spec": {"hosts": ["db.internal"], "tcp": [
+            {"match": [{"destinationSubnets": ["10.200.0.0/24", "10.200.1.7"], "sourceLabels": {"app": "productpage"}}],
+             "route": [{"destination": {"host": "db.internal", "subset": "a"}, "weight": 80},
+                       {"destination": {"host": "db.internal", "subset": "b"}, "weight": 20}]},
+            {"match": [{"sourceLabels": {"app": "nobody"}}],
+             "route": [{"destination": {"host": "db.internal", "subset": "a"}}]},
+            {"match": [{"port": 5432}],
+             "route": [{"destination": {"host": "db.internal", "subset": "b"}}]}]}
+    });
+    let external = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "external-tls", "namespace": NAMESPACE},
+        "spec": {"hosts": ["api.example.com", "*.wiki.example", "mirror.example.com"], "location": "MESH_EXTERNAL",
+                 "resolution": "NONE", "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}]}
+    });
+    let dns = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "api-dns", "namespace": NAMESPACE},
+        "spec": {"hosts": ["backup.example.com"], "location": "MESH_EXTERNAL", "resolution": "DNS",
+                 "ports": [{"number": 443, "name": "https", "protocol": "HTTPS"}]}
+    });
+    let tls_routes = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "external-tls", "namespace": NAMESPACE},
+        "spec": {"hosts": ["api.example.com", "*.wiki.example"], "tls": [
+            {"match": [{"sniHosts": ["api.example.com"], "port": 443}],
+             "route": [{"destination": {"host": "api.example.com", "port": {"number": 443}}, "weight": 90},
+                       {"destination": {"host": "backup.example.com", "port": {"number": 443}}, "weight": 10}]},
+            {"match": [{"sniHosts": ["*.wiki.example"], "destinationSubnets": ["203.0.113.0/24"]},
+                       {"sniHosts": ["api.example.com"], "port": 443, "sourceLabels": {"app": "productpage"}}],
+             "route": [{"destination": {"host": "mirror.example.com", "port": {"number": 443}}}]}]}
+    });
+    vec![db, db_rule, db_routes, external, dns, tls_routes]
+}
+
+/// Delegation: `reviews` hands `/api` to a delegate VirtualService (one
+/// rule inside the root's match, one outside it, which is dropped with a
+/// warning), and a second rule names a delegate that does not exist.
+pub fn delegation() -> Vec<Value> {
+    let root = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews-root", "namespace": NAMESPACE},
+        "spec": {"hosts": ["reviews"], "http": [
+            {"name": "api", "match": [{"uri": {"prefix": "/api"}}], "timeout": "5s",
+             "delegate": {"name": "reviews-api"}},
+            {"name": "gone", "match": [{"uri": {"prefix": "/gone"}}],
+             "delegate": {"name": "missing", "namespace": "elsewhere"}},
+            {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]}
+    });
+    let delegate = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews-api", "namespace": NAMESPACE},
+        "spec": {"http": [
+            {"name": "v2", "match": [{"uri": {"prefix": "/api/v2"}, "headers": {"end-user": {"exact": "jason"}}}],
+             "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+            {"name": "outside", "match": [{"uri": {"exact": "/health"}}],
+             "route": [{"destination": {"host": "reviews", "subset": "v3"}}]},
+            {"name": "rest", "route": [{"destination": {"host": "reviews", "subset": "v3"}}], "retries": {"attempts": 1}}]}
+    });
+    vec![root, delegate]
+}
+
 /// Every scenario: name and networking documents (the DestinationRules of
 /// `destination-rule-all.yaml` under each VirtualService sample).
 pub fn scenarios() -> Vec<(String, Vec<Value>)> {
@@ -221,6 +305,12 @@ pub fn scenarios() -> Vec<(String, Vec<Value>)> {
         ("services-only".to_string(), Vec::new()),
         ("destination-rule-all".to_string(), rules.clone()),
         ("every-feature".to_string(), every_feature()),
+        ("tcp-tls-routes".to_string(), tcp_tls_routes()),
+        ("delegation".to_string(), {
+            let mut docs = rules.clone();
+            docs.extend(delegation());
+            docs
+        }),
     ];
     for file in virtual_service_files() {
         let mut docs = rules.clone();
