@@ -20,6 +20,7 @@ mod filters;
 mod inbound;
 mod l4;
 pub mod names;
+pub mod offline;
 mod outbound;
 mod policy;
 pub mod protocol;
