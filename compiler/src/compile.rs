@@ -9,7 +9,7 @@ use crate::error::{CompileError, RenderError, Warning};
 use crate::proxy::{Proxy, ProxyKind};
 use crate::snapshot::Snapshot;
 use crate::visibility::ExportTo;
-use crate::{clusters, inbound, outbound, render, routes};
+use crate::{clusters, gateway, inbound, outbound, render, routes};
 
 /// What a proxy receives over xDS: LDS, RDS, CDS and EDS resources.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,12 +38,8 @@ impl ProxyConfig {
 
 /// Compiles `proxy`'s configuration from `snapshot`.
 pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> Result<ProxyConfig, CompileError> {
-    if proxy.kind != ProxyKind::Sidecar {
-        return Err(CompileError::Input {
-            kind: "Proxy",
-            name: format!("{}/{}", proxy.namespace, proxy.name),
-            message: "only sidecar proxies are compiled so far (gateways are not)".into(),
-        });
+    if proxy.kind == ProxyKind::Gateway {
+        return compile_gateway(snapshot, proxy);
     }
     let outbound_clusters = clusters::outbound(snapshot, proxy)?;
     let mut clusters = vec![
@@ -60,6 +56,24 @@ pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> Result<ProxyConfig, Compil
         clusters,
         endpoints: outbound_clusters.endpoints,
         warnings: visible_warnings(snapshot, proxy),
+    })
+}
+
+/// A gateway: listeners and routes from the Gateways that select it; the
+/// same outbound clusters a sidecar of its namespace has (its routes send
+/// to services), and no inbound side.
+fn compile_gateway(snapshot: &Snapshot, proxy: &Proxy) -> Result<ProxyConfig, CompileError> {
+    let mut warnings = visible_warnings(snapshot, proxy);
+    let generated = gateway::generate(snapshot, proxy, &mut warnings)?;
+    let outbound_clusters = clusters::outbound(snapshot, proxy)?;
+    let mut clusters = vec![clusters::blackhole(snapshot)];
+    clusters.extend(outbound_clusters.clusters);
+    Ok(ProxyConfig {
+        listeners: generated.listeners,
+        routes: generated.routes,
+        clusters,
+        endpoints: outbound_clusters.endpoints,
+        warnings,
     })
 }
 

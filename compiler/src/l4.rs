@@ -207,7 +207,7 @@ fn default_chain(t: &L4Target<'_>) -> FilterChain {
 
 /// A TCP proxy to the rule's destination, or to its weighted destinations
 /// (zero weights left out, as Istio does).
-fn proxy_filter(
+pub(crate) fn proxy_filter(
     ctx: &RouteContext<'_>,
     vs: &VirtualService,
     routes: &[RouteDestination],

@@ -17,6 +17,7 @@ mod endpoints;
 pub mod envoy;
 pub mod error;
 mod filters;
+pub mod gateway;
 mod inbound;
 mod l4;
 pub mod names;

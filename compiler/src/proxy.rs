@@ -41,6 +41,20 @@ impl Proxy {
         }
     }
 
+    /// A gateway pod's proxy: Gateways whose `selector` its labels satisfy
+    /// configure it.
+    pub fn gateway(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        ip: impl Into<String>,
+        labels: Labels,
+    ) -> Self {
+        Proxy {
+            kind: ProxyKind::Gateway,
+            ..Proxy::sidecar(namespace, name, ip, labels)
+        }
+    }
+
     /// The sidecar of a scheduled pod (it needs an IP).
     pub fn sidecar_of_pod(pod: &Pod) -> Result<Self, CompileError> {
         let namespace = pod

@@ -1,5 +1,6 @@
 //! The real Envoy accepts every compiled configuration: each Bookinfo
-//! scenario (and both outbound policies) becomes a static bootstrap that
+//! scenario (and both outbound policies; the gateway scenarios for the
+//! ingress gateway, its SDS certificates as static secrets) becomes a static bootstrap that
 //! inlines the listeners, routes, clusters and endpoints, and
 //! `envoy --mode validate` must exit 0.
 //!
@@ -58,20 +59,35 @@ fn envoy_accepts_every_bookinfo_configuration() {
         common::networking_file("destination-rule-all.yaml"),
         OutboundPolicy::RegistryOnly,
     ));
+    for (name, docs) in common::gateway_scenarios() {
+        cases.push((name, docs, OutboundPolicy::AllowAny));
+    }
     for (name, docs, policy) in cases {
         let mesh = MeshSettings {
             outbound_policy: policy,
             ..MeshSettings::default()
         };
         let snapshot = common::snapshot(mesh, &docs);
-        for app in ["productpage", "reviews"] {
-            let proxy = common::sidecar(&snapshot, app);
+        let proxies = if name.starts_with("gateway-") {
+            vec![("gateway", common::ingress_gateway())]
+        } else {
+            ["productpage", "reviews"]
+                .into_iter()
+                .map(|app| (app, common::sidecar(&snapshot, app)))
+                .collect()
+        };
+        for (app, proxy) in proxies {
             let config = compile(&snapshot, &proxy).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let kind = if app == "gateway" {
+                "router"
+            } else {
+                "sidecar"
+            };
             let boot = bootstrap::static_bootstrap(
                 &config,
                 &format!(
-                    "sidecar~{}~{}.bookinfo~bookinfo.svc.cluster.local",
-                    proxy.ip, proxy.name
+                    "{kind}~{}~{}.{}~{}.svc.cluster.local",
+                    proxy.ip, proxy.name, proxy.namespace, proxy.namespace
                 ),
             )
             .unwrap();
@@ -113,8 +129,8 @@ fn certificate_files(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let cert_path = cert_path.display().to_string();
     vec![
-        ("/etc/certs/cert.pem", cert_path.clone()),
-        ("/etc/certs/key.pem", key_path.display().to_string()),
-        ("/etc/ssl/certs/ca-certificates.crt", cert_path),
+        (bootstrap::SECRET_CERTIFICATE_FILE, cert_path.clone()),
+        (bootstrap::SECRET_KEY_FILE, key_path.display().to_string()),
+        (bootstrap::SECRET_CA_FILE, cert_path),
     ]
 }

@@ -1,6 +1,6 @@
 //! Golden files: the productpage sidecar's configuration (listeners,
 //! routes, clusters, endpoints as Envoy JSON) for Bookinfo with each of its
-//! routing samples. Refresh with
+//! routing samples, and the ingress gateway's for the gateway scenarios. Refresh with
 //! `UPDATE_GOLDEN=1 cargo test -p meshkeeper-compiler --test golden`.
 
 // Test code: a failed unwrap is a failed test.
@@ -22,9 +22,15 @@ fn bookinfo_samples_match_their_golden_files() {
     let dir = golden_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let mut stale = Vec::new();
-    for (name, docs) in common::scenarios() {
+    let sidecars = common::scenarios().into_iter().map(|s| (s, false));
+    let gateways = common::gateway_scenarios().into_iter().map(|s| (s, true));
+    for ((name, docs), gateway) in sidecars.chain(gateways) {
         let snapshot = common::snapshot(MeshSettings::default(), &docs);
-        let proxy = common::productpage(&snapshot);
+        let proxy = if gateway {
+            common::ingress_gateway()
+        } else {
+            common::productpage(&snapshot)
+        };
         let config = compile(&snapshot, &proxy).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut json = config.to_json().unwrap();
         // Warnings are part of what a person sees: a dropped rule shows.

@@ -319,3 +319,89 @@ pub fn scenarios() -> Vec<(String, Vec<Value>)> {
     }
     out
 }
+
+/// The ingress gateway pod's proxy (namespace `istio-system`, labels as
+/// Istio's Helm chart sets them).
+pub fn ingress_gateway() -> Proxy {
+    let labels = [("istio", "ingressgateway"), ("app", "istio-ingressgateway")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Proxy::gateway("istio-system", "istio-ingressgateway-0", "10.1.1.1", labels)
+}
+
+/// A Gateway with every kind of server: HTTP redirecting to HTTPS, HTTPS
+/// terminated with SDS credentials (SIMPLE and MUTUAL, told apart by SNI),
+/// TLS passthrough on the same port, TCP; plus what is not served (an
+/// ISTIO_MUTUAL server, a TCP server on the HTTP port, a VirtualService
+/// for hosts no server of its Gateway serves, whose only server then
+/// answers 404 from an empty host), which shows as warnings.
+pub fn every_server() -> Vec<Value> {
+    let gateway = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "edge", "namespace": NAMESPACE},
+        "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+            {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["bookinfo/*.example.com"],
+             "tls": {"httpsRedirect": true}},
+            {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["bookinfo/bookinfo.example.com"],
+             "tls": {"mode": "SIMPLE", "credentialName": "bookinfo-cert", "minProtocolVersion": "TLSV1_2"}},
+            {"port": {"number": 443, "name": "https-mtls", "protocol": "HTTPS"}, "hosts": ["mtls.example.com"],
+             "tls": {"mode": "MUTUAL", "credentialName": "mtls-cert"}},
+            {"port": {"number": 443, "name": "tls", "protocol": "TLS"}, "hosts": ["*.passthrough.example"],
+             "tls": {"mode": "PASSTHROUGH"}},
+            {"port": {"number": 31400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]},
+            {"port": {"number": 8443, "name": "https-mesh", "protocol": "HTTPS"}, "hosts": ["*"],
+             "tls": {"mode": "ISTIO_MUTUAL"}},
+            {"port": {"number": 80, "name": "tcp-clash", "protocol": "TCP"}, "hosts": ["*"]}]}
+    });
+    let http = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "edge-http", "namespace": NAMESPACE},
+        "spec": {"hosts": ["bookinfo.example.com", "mtls.example.com"], "gateways": ["edge"], "http": [
+            {"name": "reviews", "match": [{"uri": {"prefix": "/reviews"}}],
+             "route": [{"destination": {"host": "reviews", "subset": "v2", "port": {"number": 9080}}}]},
+            {"route": [{"destination": {"host": "productpage", "port": {"number": 9080}}}]}]}
+    });
+    let passthrough = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "edge-passthrough", "namespace": NAMESPACE},
+        "spec": {"hosts": ["*.passthrough.example"], "gateways": ["bookinfo/edge"], "tls": [
+            {"match": [{"sniHosts": ["a.passthrough.example"], "port": 443}],
+             "route": [{"destination": {"host": "details", "port": {"number": 9080}}}]}]}
+    });
+    let tcp = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "edge-tcp", "namespace": NAMESPACE},
+        "spec": {"hosts": ["*"], "gateways": ["edge"], "tcp": [
+            {"match": [{"port": 31400}],
+             "route": [{"destination": {"host": "ratings", "port": {"number": 9080}}, "weight": 50},
+                       {"destination": {"host": "details", "port": {"number": 9080}}, "weight": 50}]}]}
+    });
+    let internal = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "internal", "namespace": NAMESPACE},
+        "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+            {"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["./internal.example.com"]}]}
+    });
+    let unserved = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "internal-unserved", "namespace": NAMESPACE},
+        "spec": {"hosts": ["other.example.org"], "gateways": ["internal"], "http": [
+            {"route": [{"destination": {"host": "productpage", "port": {"number": 9080}}}]}]}
+    });
+    vec![gateway, http, passthrough, tcp, internal, unserved]
+}
+
+/// Gateway scenarios, compiled for [`ingress_gateway`]: the corpus'
+/// `bookinfo-gateway.yaml`, and [`every_server`].
+pub fn gateway_scenarios() -> Vec<(String, Vec<Value>)> {
+    let rules = networking_file("destination-rule-all.yaml");
+    let mut bookinfo = rules.clone();
+    bookinfo.extend(networking_file("bookinfo-gateway.yaml"));
+    let mut every = rules;
+    every.extend(every_server());
+    vec![
+        ("gateway-bookinfo".to_string(), bookinfo),
+        ("gateway-every-server".to_string(), every),
+    ]
+}
