@@ -1,4 +1,5 @@
-//! Reading what a cluster holds for `meshctl analyze --cluster`: every
+//! Reading what a cluster holds for `meshctl analyze --cluster` (and
+//! `meshctl proxy-config --cluster`): every
 //! VirtualService, DestinationRule, Gateway and ServiceEntry in all
 //! namespaces, and the Services, running Pods and (when allowed) Secrets
 //! the reference checks look up, as plain JSON values. Decoding and judging
@@ -66,6 +67,41 @@ pub fn objects(kubeconfig: Option<&Path>) -> anyhow::Result<ClusterObjects> {
             pods,
             secrets,
         })
+    })
+}
+
+/// What `meshctl proxy-config --cluster` compiles from: the networking
+/// objects, Services, EndpointSlices and running Pods of all namespaces.
+pub fn mesh_objects(kubeconfig: Option<&Path>) -> anyhow::Result<Vec<Value>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = connect(kubeconfig).await?;
+        let mut objects = Vec::new();
+        for kind in KINDS {
+            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, VERSION, kind));
+            objects.extend(list_all(&client, &resource, ListParams::default()).await?);
+        }
+        let kinds = [
+            (
+                GroupVersionKind::gvk("", "v1", "Service"),
+                ListParams::default(),
+            ),
+            (
+                GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+                ListParams::default(),
+            ),
+            (
+                GroupVersionKind::gvk("", "v1", "Pod"),
+                ListParams::default().fields("status.phase=Running"),
+            ),
+        ];
+        for (gvk, params) in kinds {
+            objects.extend(list_all(&client, &ApiResource::from_gvk(&gvk), params).await?);
+        }
+        Ok(objects)
     })
 }
 

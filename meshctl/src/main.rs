@@ -5,7 +5,9 @@
 //! cluster holds; `meshctl kube-inject -f FILE` injects the sidecar into the
 //! workloads of a manifest offline, with the same library the webhook uses;
 //! `meshctl webhook-config` prints the injector's and the validator's
-//! webhook configurations for a webhook running outside the cluster.
+//! webhook configurations for a webhook running outside the cluster;
+//! `meshctl proxy-config` prints what a proxy would receive, compiled
+//! offline, or with `--diff` what a set of manifests would change in it.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ mod analyze;
 mod cluster;
 mod kube_inject;
 mod manifests;
+mod proxy_config;
 mod workloads;
 
 #[derive(Parser)]
@@ -84,6 +87,12 @@ enum Command {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         native_sidecars_supported: bool,
     },
+    /// Print what a proxy would receive (listeners, routes, clusters,
+    /// endpoints), compiled offline from manifests (and, with --cluster,
+    /// the cluster's objects): summary tables, or the Envoy configuration
+    /// with -o json|yaml. With --diff FILES, what those files would change
+    /// in it (exit code 0: no change, 1: changes, 2: trouble).
+    ProxyConfig(proxy_config::Args),
     /// Print the MutatingWebhookConfiguration and the
     /// ValidatingWebhookConfiguration of a revision whose webhook runs
     /// outside the cluster at an HTTPS URL (development, demos). The
@@ -105,6 +114,18 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::ProxyConfig(args) => {
+            let code = match proxy_config::run(&args) {
+                Ok(proxy_config::Outcome::Changed) => 1,
+                Ok(_) => 0,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    // `diff`'s convention: 1 means "differs", trouble is 2.
+                    if args.diff.is_some() { 2 } else { 1 }
+                }
+            };
+            std::process::exit(code);
+        }
         Command::Analyze {
             paths,
             namespace,
