@@ -3,6 +3,7 @@
 //! cluster's objects with meshkeeper's compiler; with `--diff`, what a set
 //! of manifests would change in it before it is applied.
 
+mod checks;
 mod describe;
 mod diff;
 mod inputs;
@@ -145,6 +146,8 @@ fn target(args: &Args) -> anyhow::Result<Target> {
 struct Compiled {
     config: Value,
     sources: Sources,
+    /// The compiler's warnings and the routes to clusters the proxy lacks.
+    warnings: Vec<String>,
 }
 
 fn compiled(inputs: &[Input], target: &Target) -> anyhow::Result<Compiled> {
@@ -152,15 +155,15 @@ fn compiled(inputs: &[Input], target: &Target) -> anyhow::Result<Compiled> {
     let proxy = select::proxy(&state, target)?;
     let config = compile(&state.snapshot, &proxy)
         .with_context(|| format!("compiling the configuration of {}", describe_proxy(&proxy)))?;
-    for warning in &config.warnings {
-        eprintln!("meshctl: warning: {warning}");
-    }
     let json = config
         .to_json()
         .context("rendering the configuration as Envoy JSON")?;
+    let mut warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    warnings.extend(checks::missing_clusters(&json));
     Ok(Compiled {
         config: json,
         sources: sources(&state.snapshot, &proxy),
+        warnings,
     })
 }
 
@@ -206,6 +209,7 @@ fn sources(snapshot: &Snapshot, proxy: &Proxy) -> Sources {
 
 fn show(inputs: &[Input], target: &Target, args: &Args) -> anyhow::Result<Outcome> {
     let compiled = compiled(inputs, target)?;
+    warn(compiled.warnings.iter());
     match args.output {
         Output::Short => print!(
             "{}",
@@ -230,6 +234,8 @@ fn compare(
 ) -> anyhow::Result<Outcome> {
     let old = compiled(before, target).context("before the change")?;
     let new = compiled(after, target).context("after the change")?;
+    // Only what the change brings: the base's own problems are not news.
+    warn(new.warnings.iter().filter(|w| !old.warnings.contains(w)));
     let diff = diff::compare(&old.config, &new.config, args.part);
     match args.output {
         Output::Short => print!("{}", diff.render()),
@@ -240,6 +246,12 @@ fn compare(
     } else {
         Outcome::Changed
     })
+}
+
+fn warn<'a>(warnings: impl Iterator<Item = &'a String>) {
+    for warning in warnings {
+        eprintln!("meshctl: warning: {warning}");
+    }
 }
 
 fn print_structured(value: &Value, output: Output) -> anyhow::Result<()> {
