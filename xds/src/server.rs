@@ -17,6 +17,7 @@ use tonic::codegen::tokio_stream::Stream;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::delta::DeltaConversation;
 use crate::protocol::{Conversation, Outcome};
 use crate::resources::{PUSH_ORDER, Resources};
 
@@ -60,6 +61,63 @@ impl<S: ConfigSource> Ads<S> {
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// The two flavours of the protocol (state of the world, Delta) behind one
+/// stream loop.
+pub trait Protocol: Default + Send + Sync + 'static {
+    type Request: Send + Sync + 'static;
+    type Response: Send + 'static;
+    fn type_url(request: &Self::Request) -> &str;
+    fn node_id(request: &Self::Request) -> Option<&str>;
+    fn on_request(
+        &mut self,
+        request: &Self::Request,
+        current: &Resources,
+    ) -> (Outcome, Option<Self::Response>);
+    fn on_update(&mut self, current: &Resources) -> Vec<Self::Response>;
+}
+
+impl Protocol for Conversation {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    fn type_url(request: &DiscoveryRequest) -> &str {
+        &request.type_url
+    }
+    fn node_id(request: &DiscoveryRequest) -> Option<&str> {
+        request.node.as_ref().map(|n| n.id.as_str())
+    }
+    fn on_request(
+        &mut self,
+        request: &DiscoveryRequest,
+        current: &Resources,
+    ) -> (Outcome, Option<DiscoveryResponse>) {
+        Conversation::on_request(self, request, current)
+    }
+    fn on_update(&mut self, current: &Resources) -> Vec<DiscoveryResponse> {
+        Conversation::on_update(self, current)
+    }
+}
+
+impl Protocol for DeltaConversation {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    fn type_url(request: &DeltaDiscoveryRequest) -> &str {
+        &request.type_url
+    }
+    fn node_id(request: &DeltaDiscoveryRequest) -> Option<&str> {
+        request.node.as_ref().map(|n| n.id.as_str())
+    }
+    fn on_request(
+        &mut self,
+        request: &DeltaDiscoveryRequest,
+        current: &Resources,
+    ) -> (Outcome, Option<DeltaDiscoveryResponse>) {
+        DeltaConversation::on_request(self, request, current)
+    }
+    fn on_update(&mut self, current: &Resources) -> Vec<DeltaDiscoveryResponse> {
+        DeltaConversation::on_update(self, current)
+    }
+}
+
 #[tonic::async_trait]
 impl<S: ConfigSource> AggregatedDiscoveryService for Ads<S> {
     type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
@@ -69,36 +127,50 @@ impl<S: ConfigSource> AggregatedDiscoveryService for Ads<S> {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let stream = ProxyStream {
-            source: self.source.clone(),
-            reports: self.reports.clone(),
-            tx,
-        };
-        tokio::spawn(stream.run(request.into_inner()));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(self.serve::<Conversation>(request.into_inner()))
     }
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "incremental (Delta) xDS is not served yet: configure the proxy with \
-             ads_config.api_type GRPC (state of the world)",
-        ))
+        Ok(self.serve::<DeltaConversation>(request.into_inner()))
     }
 }
 
-struct ProxyStream<S> {
-    source: Arc<S>,
-    reports: Arc<Mutex<Vec<Report>>>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+impl<S: ConfigSource> Ads<S> {
+    fn serve<P: Protocol>(
+        &self,
+        inbound: Streaming<P::Request>,
+    ) -> Response<ResponseStream<P::Response>>
+    where
+        P::Request: prost::Message + Default,
+    {
+        let (tx, rx) = mpsc::channel(16);
+        let stream = ProxyStream::<S, P> {
+            source: self.source.clone(),
+            reports: self.reports.clone(),
+            tx,
+            protocol: std::marker::PhantomData,
+        };
+        tokio::spawn(stream.run(inbound));
+        Response::new(Box::pin(ReceiverStream::new(rx)))
+    }
 }
 
-impl<S: ConfigSource> ProxyStream<S> {
-    async fn run(self, mut inbound: Streaming<DiscoveryRequest>) {
-        let mut conversation = Conversation::default();
+struct ProxyStream<S, P: Protocol> {
+    source: Arc<S>,
+    reports: Arc<Mutex<Vec<Report>>>,
+    tx: mpsc::Sender<Result<P::Response, Status>>,
+    protocol: std::marker::PhantomData<P>,
+}
+
+impl<S: ConfigSource, P: Protocol> ProxyStream<S, P>
+where
+    P::Request: prost::Message + Default,
+{
+    async fn run(self, mut inbound: Streaming<P::Request>) {
+        let mut conversation = P::default();
         let mut node_id: Option<String> = None;
         let mut current = Resources::default();
         let mut changes = self.source.changes();
@@ -144,23 +216,21 @@ impl<S: ConfigSource> ProxyStream<S> {
 
     async fn on_request(
         &self,
-        conversation: &mut Conversation,
+        conversation: &mut P,
         node_id: &mut Option<String>,
         current: &mut Resources,
-        request: DiscoveryRequest,
+        request: P::Request,
     ) -> Result<(), Status> {
-        if !PUSH_ORDER.contains(&request.type_url.as_str()) {
+        let type_url = P::type_url(&request);
+        if !PUSH_ORDER.contains(&type_url) {
             return Err(Status::invalid_argument(format!(
-                "type_url {:?} is not served; served: {}",
-                request.type_url,
+                "type_url {type_url:?} is not served; served: {}",
                 PUSH_ORDER.join(", ")
             )));
         }
         if node_id.is_none() {
-            let id = request
-                .node
-                .as_ref()
-                .map(|n| n.id.clone())
+            let id = P::node_id(&request)
+                .map(str::to_owned)
                 .filter(|id| !id.is_empty())
                 .ok_or_else(|| {
                     Status::invalid_argument(
