@@ -190,11 +190,17 @@ fn diff_names_new_clusters_and_routes_to_clusters_that_do_not_exist() {
 
 #[test]
 fn a_gateway_object_compiles_for_the_proxy_it_selects() {
-    let mut args = with_bookinfo(&["listeners"], &["--gateway", "bookinfo/bookinfo-gateway"]);
+    let mut args = with_bookinfo(&[], &["--gateway", "bookinfo/bookinfo-gateway"]);
     args.insert(5, bookinfo("networking/bookinfo-gateway.yaml"));
     let run = meshctl(&args);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("0.0.0.0_8080"), "{}", run.stdout);
+    let route = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("/productpage"))
+        .unwrap_or_else(|| panic!("no /productpage route:\n{}", run.stdout));
+    assert!(route.ends_with("bookinfo/bookinfo"), "{route}");
     assert!(
         run.stderr.contains("stand-in gateway proxy"),
         "{}",

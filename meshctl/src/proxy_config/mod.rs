@@ -12,10 +12,14 @@ mod state;
 mod summary;
 mod table;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use meshkeeper_compiler::{Proxy, ProxyKind, Snapshot, compile, destination_rule, offline};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use meshkeeper_compiler::{
+    Proxy, ProxyKind, Snapshot, binding, compile, destination_rule, names, offline,
+};
 use serde_json::Value;
 
 use self::inputs::Input;
@@ -160,9 +164,13 @@ fn compiled(inputs: &[Input], target: &Target) -> anyhow::Result<Compiled> {
         .context("rendering the configuration as Envoy JSON")?;
     let mut warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
     warnings.extend(checks::missing_clusters(&json));
+    let mut sources = sources(&state.snapshot, &proxy);
+    if proxy.kind == ProxyKind::Gateway {
+        sources.virtual_services = gateway_virtual_services(&state, &proxy, &json);
+    }
     Ok(Compiled {
         config: json,
-        sources: sources(&state.snapshot, &proxy),
+        sources,
         warnings,
     })
 }
@@ -175,18 +183,21 @@ fn describe_proxy(proxy: &Proxy) -> String {
     format!("the {kind} of {}/{}", proxy.namespace, proxy.name)
 }
 
+/// `namespace/name`.
+fn object_name(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// The VirtualService and DestinationRule behind each service the proxy
 /// sees (VirtualServices for sidecars only: a gateway's routes come from
 /// the VirtualServices bound to its Gateways).
 fn sources(snapshot: &Snapshot, proxy: &Proxy) -> Sources {
     let mut sources = Sources::default();
-    let name = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        format!(
-            "{}/{}",
-            meta.namespace.as_deref().unwrap_or("default"),
-            meta.name.as_deref().unwrap_or_default()
-        )
-    };
+    let name = object_name;
     for service in snapshot.visible_services(&proxy.namespace) {
         let host = &service.hostname;
         if proxy.kind == ProxyKind::Sidecar
@@ -205,6 +216,51 @@ fn sources(snapshot: &Snapshot, proxy: &Proxy) -> Sources {
         }
     }
     sources
+}
+
+/// For a gateway proxy: per virtual host (`bookinfo.example.com`, `*`),
+/// the VirtualServices bound to the Gateways selecting the proxy whose
+/// hosts meet it (a gateway merges them into one virtual host).
+fn gateway_virtual_services(
+    state: &state::State,
+    proxy: &Proxy,
+    config: &Value,
+) -> BTreeMap<String, String> {
+    let scope: Vec<String> = state
+        .gateways
+        .iter()
+        .filter(|g| {
+            let selector = g["spec"]["selector"].as_object();
+            selector.is_some_and(|s| {
+                s.iter()
+                    .all(|(k, v)| proxy.labels.get(k).map(String::as_str) == v.as_str())
+            })
+        })
+        .map(state::namespaced_name)
+        .collect();
+    let domain = &state.snapshot.mesh.cluster_domain;
+    let hosts = config["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["virtual_hosts"].as_array().into_iter().flatten())
+        .filter_map(|h| h["name"].as_str())
+        .map(|name| name.rsplit_once(':').map_or(name, |(host, _)| host));
+    let mut out = BTreeMap::new();
+    for host in hosts {
+        let names: Vec<String> = binding::bound(&state.snapshot, proxy, &scope)
+            .filter(|vs| {
+                binding::hosts(vs, domain)
+                    .iter()
+                    .any(|h| names::host_matches(h, host) || names::host_matches(host, h))
+            })
+            .map(|vs| object_name(&vs.metadata))
+            .collect();
+        if !names.is_empty() {
+            out.insert(host.to_owned(), names.join(","));
+        }
+    }
+    out
 }
 
 fn show(inputs: &[Input], target: &Target, args: &Args) -> anyhow::Result<Outcome> {

@@ -67,6 +67,15 @@ fn is_networking(value: &Value) -> bool {
         .is_some_and(|v| v.starts_with("networking.istio.io/"))
 }
 
+/// `namespace/name` of an object as read.
+pub fn namespaced_name(value: &Value) -> String {
+    format!(
+        "{}/{}",
+        value["metadata"]["namespace"].as_str().unwrap_or("default"),
+        value["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
 /// `Kind namespace/name`, for messages.
 pub fn label(value: &Value) -> String {
     format!(
