@@ -197,7 +197,6 @@ fn object_name(meta: &ObjectMeta) -> String {
 /// the VirtualServices bound to its Gateways).
 fn sources(snapshot: &Snapshot, proxy: &Proxy) -> Sources {
     let mut sources = Sources::default();
-    let name = object_name;
     for service in snapshot.visible_services(&proxy.namespace) {
         let host = &service.hostname;
         if proxy.kind == ProxyKind::Sidecar
@@ -205,14 +204,14 @@ fn sources(snapshot: &Snapshot, proxy: &Proxy) -> Sources {
         {
             sources
                 .virtual_services
-                .insert(host.clone(), name(&vs.metadata));
+                .insert(host.clone(), object_name(&vs.metadata));
         }
         if let Some(dr) =
             destination_rule::for_host(snapshot, &proxy.namespace, host, &service.namespace)
         {
             sources
                 .destination_rules
-                .insert(host.clone(), name(&dr.metadata));
+                .insert(host.clone(), object_name(&dr.metadata));
         }
     }
     sources
