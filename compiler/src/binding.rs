@@ -80,6 +80,14 @@ pub fn hosts(vs: &VirtualService, cluster_domain: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether `vs` is bound to one of `scope` and visible to `proxy`'s
+/// namespace.
+pub fn applies(vs: &VirtualService, proxy: &Proxy, scope: &[String]) -> bool {
+    let ns = namespace_of(vs);
+    names_any(vs.spec.gateways.as_deref(), ns, scope)
+        && ExportTo::from_list(vs.spec.export_to.as_deref(), ns).is_visible_to(&proxy.namespace)
+}
+
 /// VirtualServices bound to one of `scope` and visible to `proxy`'s
 /// namespace, oldest first.
 pub fn bound<'a, 's>(
@@ -87,11 +95,10 @@ pub fn bound<'a, 's>(
     proxy: &'s Proxy,
     scope: &'s [String],
 ) -> impl Iterator<Item = &'a VirtualService> + use<'a, 's> {
-    snapshot.virtual_services.iter().filter(move |vs| {
-        let ns = namespace_of(vs);
-        names_any(vs.spec.gateways.as_deref(), ns, scope)
-            && ExportTo::from_list(vs.spec.export_to.as_deref(), ns).is_visible_to(&proxy.namespace)
-    })
+    snapshot
+        .virtual_services
+        .iter()
+        .filter(move |vs| applies(vs, proxy, scope))
 }
 
 /// Every VirtualService of a sidecar whose hosts cover `host` (exact or
@@ -103,12 +110,13 @@ pub fn mesh_virtual_services_for<'a>(
     host: &str,
 ) -> Vec<&'a VirtualService> {
     let scope = [MESH.to_string()];
-    bound(snapshot, proxy, &scope)
-        .filter(|vs| {
-            hosts(vs, &snapshot.mesh.cluster_domain)
-                .iter()
-                .any(|h| names::host_matches(h, host))
-        })
+    snapshot
+        .index()
+        .virtual_services
+        .matching(host)
+        .into_iter()
+        .filter_map(|i| snapshot.virtual_services.get(i))
+        .filter(|vs| applies(vs, proxy, &scope))
         .collect()
 }
 

@@ -7,7 +7,6 @@
 use meshkeeper_crds::networking::DestinationRule;
 use meshkeeper_crds::networking::destination_rule::{Subset, TrafficPolicy};
 
-use crate::names;
 use crate::snapshot::Snapshot;
 use crate::visibility::ExportTo;
 
@@ -21,21 +20,19 @@ pub fn for_host<'a>(
     host: &str,
     service_namespace: &str,
 ) -> Option<&'a DestinationRule> {
-    let domain = &snapshot.mesh.cluster_domain;
+    let index = &snapshot.index().destination_rules;
+    let exact = index.exact(host);
+    let all = index.matching(host);
     let candidates = || {
-        snapshot.destination_rules.iter().filter_map(move |dr| {
+        all.iter().filter_map(|&i| {
+            let dr = snapshot.destination_rules.get(i)?;
             let ns = dr.metadata.namespace.as_deref().unwrap_or("default");
-            let dr_host = names::resolve_host(dr.spec.host.as_deref()?, ns, domain);
             let visible = ExportTo::from_list(dr.spec.export_to.as_deref(), ns)
                 .is_visible_to(proxy_namespace);
             // Rules with a workload selector target specific proxies; they
             // are not applied yet, so they never shadow the general rule.
             let selected = dr.spec.workload_selector.is_none();
-            (visible && selected && names::host_matches(&dr_host, host)).then_some((
-                ns,
-                dr_host == host,
-                dr,
-            ))
+            (visible && selected).then_some((ns, exact.contains(&i), dr))
         })
     };
     let pick_oldest = |namespace: &str| {

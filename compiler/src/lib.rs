@@ -13,6 +13,7 @@ mod clusters;
 mod compile;
 pub mod destination_rule;
 pub mod duration;
+mod eds;
 mod endpoints;
 pub mod envoy;
 pub mod error;
@@ -33,6 +34,7 @@ mod tls;
 pub mod visibility;
 
 pub use compile::{ProxyConfig, compile};
+pub use eds::endpoints_for_cluster;
 pub use error::{CompileError, RenderError, Warning};
 pub use proxy::{Proxy, ProxyKind};
 pub use snapshot::{MeshSettings, OutboundPolicy, Snapshot, SnapshotBuilder};

@@ -20,6 +20,16 @@ pub fn outbound_cluster(port: u16, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
 }
 
+/// `outbound|PORT|SUBSET|HOST` split into its parts.
+pub fn parse_outbound_cluster(name: &str) -> Option<(u16, &str, &str)> {
+    let mut parts = name.splitn(4, '|');
+    if parts.next()? != "outbound" {
+        return None;
+    }
+    let port = parts.next()?.parse().ok()?;
+    Some((port, parts.next()?, parts.next()?))
+}
+
 pub fn inbound_cluster(port: u16) -> String {
     format!("inbound|{port}||")
 }
@@ -77,6 +87,11 @@ mod tests {
             "outbound|9080||reviews.bookinfo.svc.cluster.local"
         );
         assert_eq!(inbound_cluster(9080), "inbound|9080||");
+        assert_eq!(
+            parse_outbound_cluster("outbound|9080|v1|reviews.bookinfo.svc.cluster.local"),
+            Some((9080, "v1", "reviews.bookinfo.svc.cluster.local"))
+        );
+        assert_eq!(parse_outbound_cluster("inbound|9080||"), None);
         assert_eq!(http_listener(9080), "0.0.0.0_9080");
         assert_eq!(tcp_listener("10.0.0.3", 3306), "10.0.0.3_3306");
         assert_eq!(route_config(9080), "9080");

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use meshkeeper_compiler::{MeshSettings, compile};
+use meshkeeper_compiler::{MeshSettings, compile, endpoints_for_cluster};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bookinfo")
@@ -32,6 +32,17 @@ fn bookinfo_samples_match_their_golden_files() {
             common::productpage(&snapshot)
         };
         let config = compile(&snapshot, &proxy).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The EDS-only path gives every assignment the full compile gives.
+        for assignment in &config.endpoints {
+            let again = endpoints_for_cluster(&snapshot, &proxy, &assignment.cluster_name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                again.as_ref(),
+                Some(assignment),
+                "{name}: {}",
+                assignment.cluster_name
+            );
+        }
         let mut json = config.to_json().unwrap();
         // Warnings are part of what a person sees: a dropped rule shows.
         if !config.warnings.is_empty() {

@@ -268,18 +268,19 @@ pub fn virtual_service_for<'a>(
     proxy: &Proxy,
     host: &str,
 ) -> Option<&'a VirtualService> {
-    let domain = &snapshot.mesh.cluster_domain;
+    let index = &snapshot.index().virtual_services;
     let scope = [binding::MESH.to_string()];
-    let candidates = || binding::bound(snapshot, proxy, &scope);
-    candidates()
-        .find(|vs| binding::hosts(vs, domain).iter().any(|h| h == host))
-        .or_else(|| {
-            candidates().find(|vs| {
-                binding::hosts(vs, domain)
-                    .iter()
-                    .any(|h| names::host_matches(h, host))
-            })
-        })
+    let usable = |&i: &usize| {
+        snapshot
+            .virtual_services
+            .get(i)
+            .filter(|vs| binding::applies(vs, proxy, &scope))
+    };
+    index
+        .exact(host)
+        .iter()
+        .find_map(usable)
+        .or_else(|| index.wildcard(host).find_map(|i| usable(&i)))
 }
 
 fn service_routes(

@@ -103,6 +103,7 @@ impl SnapshotBuilder {
             destination_rules,
             gateways: self.gateways,
             warnings,
+            ..Snapshot::default()
         })
     }
 }

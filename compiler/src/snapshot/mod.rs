@@ -5,10 +5,12 @@
 
 mod builder;
 mod delegation;
+mod index;
 mod kubernetes;
 mod service_entry;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use meshkeeper_crds::networking::{DestinationRule, Gateway, VirtualService};
 
@@ -139,14 +141,43 @@ pub struct Snapshot {
     /// What building the snapshot left out (unmergeable delegate rules),
     /// each naming the object and field.
     pub warnings: Vec<Warning>,
+    /// VirtualServices and DestinationRules by host, built on first use.
+    /// The routing objects must not change after a compile has used the
+    /// snapshot: build a new one (endpoints may change, see
+    /// [`Snapshot::replace_endpoints`]).
+    index: OnceLock<index::Index>,
 }
 
 impl Snapshot {
+    pub(crate) fn index(&self) -> &index::Index {
+        self.index.get_or_init(|| index::Index::build(self))
+    }
+
     pub fn service(&self, hostname: &str) -> Option<&Service> {
         self.services
             .binary_search_by(|s| s.hostname.as_str().cmp(hostname))
             .ok()
             .and_then(|i| self.services.get(i))
+    }
+
+    /// Replaces the endpoints of the service `hostname` (an EndpointSlice
+    /// changed), keeping everything else; false when there is no such
+    /// service. Follow with [`crate::endpoints_for_cluster`] for each of
+    /// its clusters: an endpoint change needs only an EDS push.
+    pub fn replace_endpoints(&mut self, hostname: &str, endpoints: Vec<Endpoint>) -> bool {
+        match self
+            .services
+            .binary_search_by(|s| s.hostname.as_str().cmp(hostname))
+        {
+            Ok(i) => match self.services.get_mut(i) {
+                Some(s) => {
+                    s.endpoints = endpoints;
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        }
     }
 
     /// Services a proxy in `namespace` may send to.
