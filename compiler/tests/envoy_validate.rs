@@ -23,48 +23,21 @@ use std::process::Command;
 
 use meshkeeper_compiler::{MeshSettings, OutboundPolicy, bootstrap, compile, render};
 
-/// A binary from `env` (a path), else from the folder that
-/// `e2e/bin/build-upstream` prints on its last line.
+/// A binary of the upstream set (see testkit), `None` when there is none.
 fn upstream_binary(name: &str, env: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env) {
-        return Some(PathBuf::from(path));
-    }
-    let script = meshkeeper_testkit::repo_root().join("e2e/bin/build-upstream");
-    let output = Command::new(&script).output().ok()?;
-    if !output.status.success() {
-        eprintln!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return None;
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let dir = stdout.lines().last()?.trim();
-    Some(PathBuf::from(dir).join(name)).filter(|p| p.is_file())
+    meshkeeper_testkit::upstream_binary(name, env)
+        .inspect_err(|why| eprintln!("{why}"))
+        .ok()
 }
-
-/// Extensions the compiler emits that envoycheck (e2e/upstream/envoycheck,
-/// owned by the e2e suite) does not register yet: a resource holding one
-/// cannot be decoded by it, so it is reported as unchecked instead of
-/// failing the test. Every other problem fails. Remove an entry once
-/// envoycheck imports the package.
-const NOT_IN_ENVOYCHECK: [&str; 4] = [
-    "envoy.extensions.filters.http.fault.v3.HTTPFault",
-    "envoy.extensions.filters.http.cors.v3.Cors",
-    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
-    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
-];
 
 /// Writes each resource as its own discovery file (so one resource's
 /// problem does not hide the others') and runs envoycheck on them all.
-/// Returns the problems, and the resources it could not decode for a
-/// type in [`NOT_IN_ENVOYCHECK`].
+/// Returns the problems.
 fn envoycheck(
     checker: &std::path::Path,
     dir: &std::path::Path,
     config: &serde_json::Value,
-) -> (Vec<String>, Vec<String>) {
+) -> Vec<String> {
     let types = [
         ("listeners", "envoy.config.listener.v3.Listener"),
         ("routes", "envoy.config.route.v3.RouteConfiguration"),
@@ -88,10 +61,9 @@ fn envoycheck(
     }
     let out = Command::new(checker).args(&files).output().unwrap();
     if out.status.success() {
-        return (Vec::new(), Vec::new());
+        return Vec::new();
     }
     let mut problems = Vec::new();
-    let mut unchecked = Vec::new();
     for line in String::from_utf8_lossy(&out.stderr).lines() {
         let Some(problem) = line.strip_prefix("envoycheck: ") else {
             continue; // the excerpt under a decoding error
@@ -99,16 +71,9 @@ fn envoycheck(
         if problem.ends_with("file(s)") {
             continue; // the summary
         }
-        if NOT_IN_ENVOYCHECK
-            .iter()
-            .any(|t| problem.contains(&format!("unable to resolve \"type.googleapis.com/{t}\"")))
-        {
-            unchecked.push(problem.to_string());
-        } else {
-            problems.push(problem.to_string());
-        }
+        problems.push(problem.to_string());
     }
-    (problems, unchecked)
+    problems
 }
 
 #[test]
@@ -122,7 +87,6 @@ fn envoy_accepts_every_bookinfo_configuration() {
         }
         eprintln!("envoycheck skipped: {message}");
     }
-    let mut unchecked_resources = 0;
     let Some(envoy) = upstream_binary("envoy", "MESHKEEPER_ENVOY") else {
         let message = "no Envoy binary: set MESHKEEPER_ENVOY or make e2e/bin/build-upstream work";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -177,12 +141,11 @@ fn envoy_accepts_every_bookinfo_configuration() {
             .unwrap();
             if let Some(checker) = envoycheck_binary.as_deref() {
                 let resources = config.to_json().unwrap();
-                let (problems, unchecked) = envoycheck(
+                let problems = envoycheck(
                     checker,
                     &dir.path().join(format!("{name}-{app}-resources")),
                     &resources,
                 );
-                unchecked_resources += unchecked.len();
                 rejected.extend(
                     problems
                         .into_iter()
@@ -209,12 +172,6 @@ fn envoy_accepts_every_bookinfo_configuration() {
                 ));
             }
         }
-    }
-    if unchecked_resources > 0 {
-        eprintln!(
-            "envoycheck could not decode {unchecked_resources} resource(s): they hold one of {}, which e2e/upstream/envoycheck does not register yet (Envoy itself validated them)",
-            NOT_IN_ENVOYCHECK.join(", ")
-        );
     }
     assert!(
         rejected.is_empty(),

@@ -114,11 +114,12 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusEr
     Ok(())
 }
 
-/// The real Envoy the tests run: `MESHKEEPER_ENVOY`, else the one
-/// `e2e/bin/build-upstream` installs (from PyPI) in the folder it prints
-/// last. `None` says why there is none; callers fail under `CI=true`.
-pub fn envoy_binary() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("MESHKEEPER_ENVOY") {
+/// A binary the tests run from the upstream set: `env` (a path) when set,
+/// else `name` in the folder `e2e/bin/build-upstream` prints last (it builds
+/// or installs what is missing: Envoy from PyPI, envoycheck from Go).
+/// The error says why there is none; callers fail under `CI=true`.
+pub fn upstream_binary(name: &str, env: &str) -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));
     }
     let script = repo_root().join("e2e/bin/build-upstream");
@@ -134,13 +135,15 @@ pub fn envoy_binary() -> Result<PathBuf, String> {
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let dir = stdout.lines().last().unwrap_or_default().trim();
-    let envoy = PathBuf::from(dir).join("envoy");
-    if envoy.is_file() {
-        Ok(envoy)
+    let binary = PathBuf::from(dir).join(name);
+    if binary.is_file() {
+        Ok(binary)
     } else {
-        Err(format!(
-            "{} does not exist (set MESHKEEPER_ENVOY)",
-            envoy.display()
-        ))
+        Err(format!("{} does not exist (set {env})", binary.display()))
     }
+}
+
+/// The real Envoy (1.40, from PyPI): `MESHKEEPER_ENVOY` or the upstream set.
+pub fn envoy_binary() -> Result<PathBuf, String> {
+    upstream_binary("envoy", "MESHKEEPER_ENVOY")
 }
