@@ -86,6 +86,16 @@ data: {{greeting: hello}}
     )
 }
 
+/// Waits until the Service answers the client: kube-proxy programs its
+/// rules a moment after the EndpointSlice changes (until then the ClusterIP
+/// refuses connections).
+async fn wait_service_answers(h: &Harness, ns: &str, url: &str) -> anyhow::Result<()> {
+    wait_until(&format!("{url} answering the client"), DEADLINE, || async {
+        request(h, ns, url).map(|_| Some(()))
+    })
+    .await
+}
+
 /// `curl` from the client pod; the echo app's JSON answer.
 fn request(h: &Harness, ns: &str, url: &str) -> anyhow::Result<Value> {
     let out = h.exec(ns, "client", "curl", &["curl", "-sS", "-m", "10", url])?;
@@ -151,6 +161,7 @@ async fn plain_pods_run_probe_and_answer_through_their_service() -> anyhow::Resu
     wait_endpoints(&h, &ns.name, &ips).await?;
 
     // By name (the pod's hosts file) to the ClusterIP, balanced by kube-proxy.
+    wait_service_answers(&h, &ns.name, "http://echo/hello").await?;
     let mut answered = BTreeSet::new();
     for _ in 0..REQUESTS {
         let answer = request(&h, &ns.name, "http://echo/hello")?;
@@ -414,6 +425,7 @@ async fn helm_installed_mesh_runs_as_pods_and_traffic_passes_both_sidecars() -> 
         "capture rules in the client pod:\n{rules}"
     );
 
+    wait_service_answers(&h, &app_ns.name, "http://echo/warm-up").await?;
     let admin = ["curl", "-sS", "http://127.0.0.1:15000/stats"];
     let outbound = "listener.0.0.0.0_15001.downstream_cx_total";
     let before_out = stat(&h.exec(&app_ns.name, "client", "curl", &admin)?, outbound);
