@@ -57,6 +57,10 @@ spec:
         env:
         - {{name: VERSION, valueFrom: {{fieldRef: {{fieldPath: "metadata.labels['version']"}}}}}}
         readinessProbe: {{httpGet: {{port: http, path: /}}, periodSeconds: 1, failureThreshold: 1}}
+        # As Bookinfo's: an emptyDir on /tmp, where the node keeps the
+        # other volume's source too (the launcher must not lose it).
+        volumeMounts: [{{name: tmp, mountPath: /tmp}}, {{name: data, mountPath: /var/lib/echo}}]
+      volumes: [{{name: tmp, emptyDir: {{}}}}, {{name: data, emptyDir: {{}}}}]
 ---
 apiVersion: v1
 kind: Service

@@ -92,6 +92,10 @@ pub fn launch(spec: &LaunchSpec) -> anyhow::Result<()> {
     };
 
     enter_network_namespace(&spec.netns)?;
+    // Every source is opened before anything is mounted: a volume mounted on
+    // /tmp would otherwise hide sources that live under /tmp (the node's
+    // state folder), as with Bookinfo's emptyDir on /tmp.
+    let sources = open_sources(&spec.mounts)?;
     unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
     // Private propagation: the container's mounts never reach the host.
     mount(
@@ -105,13 +109,13 @@ pub fn launch(spec: &LaunchSpec) -> anyhow::Result<()> {
     if spec.read_only_root {
         // Remount the root read-only first: volume targets are then created
         // beforehand, which keeps the root the pod asked for read-only.
-        for m in &spec.mounts {
-            prepare_target(&m.source, &m.target)?;
+        for (m, source) in spec.mounts.iter().zip(&sources) {
+            prepare_target(source, &m.target)?;
         }
         remount_read_only(Path::new("/"))?;
     }
-    for m in &spec.mounts {
-        bind(m)?;
+    for (m, source) in spec.mounts.iter().zip(&sources) {
+        bind(m, source)?;
     }
     drop_privileges(spec.uid, spec.gid, &spec.groups)?;
 
@@ -130,22 +134,49 @@ fn enter_network_namespace(path: &Path) -> anyhow::Result<()> {
     setns(&ns, CloneFlags::CLONE_NEWNET).with_context(|| format!("setns {}", path.display()))
 }
 
+/// A mount's source, held open so it can be mounted by descriptor.
+struct Source {
+    file: File,
+    is_dir: bool,
+    shown: PathBuf,
+}
+
+impl Source {
+    fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+}
+
+fn open_sources(mounts: &[BindMount]) -> anyhow::Result<Vec<Source>> {
+    mounts
+        .iter()
+        .map(|m| {
+            let file = File::open(&m.source)
+                .with_context(|| format!("volume source {}", m.source.display()))?;
+            let is_dir = file.metadata()?.is_dir();
+            Ok(Source {
+                file,
+                is_dir,
+                shown: m.source.clone(),
+            })
+        })
+        .collect()
+}
+
 /// Creates the mount point, a file or a folder to match the source.
-fn prepare_target(source: &Path, target: &Path) -> anyhow::Result<()> {
-    let source_meta = source
-        .metadata()
-        .with_context(|| format!("volume source {}", source.display()))?;
+fn prepare_target(source: &Source, target: &Path) -> anyhow::Result<()> {
     if let Ok(t) = target.metadata() {
-        if t.is_dir() != source_meta.is_dir() {
+        if t.is_dir() != source.is_dir {
             bail!(
                 "cannot mount {} on {}: one is a folder, the other a file",
-                source.display(),
+                source.shown.display(),
                 target.display()
             );
         }
         return Ok(());
     }
-    if source_meta.is_dir() {
+    if source.is_dir {
         std::fs::create_dir_all(target)
     } else {
         if let Some(parent) = target.parent() {
@@ -157,10 +188,10 @@ fn prepare_target(source: &Path, target: &Path) -> anyhow::Result<()> {
     .with_context(|| format!("creating mount point {}", target.display()))
 }
 
-fn bind(m: &BindMount) -> anyhow::Result<()> {
-    prepare_target(&m.source, &m.target)?;
+fn bind(m: &BindMount, source: &Source) -> anyhow::Result<()> {
+    prepare_target(source, &m.target)?;
     mount(
-        Some(&m.source),
+        Some(&source.path()),
         &m.target,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
