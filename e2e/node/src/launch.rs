@@ -92,10 +92,6 @@ pub fn launch(spec: &LaunchSpec) -> anyhow::Result<()> {
     };
 
     enter_network_namespace(&spec.netns)?;
-    // Every source is opened before anything is mounted: a volume mounted on
-    // /tmp would otherwise hide sources that live under /tmp (the node's
-    // state folder), as with Bookinfo's emptyDir on /tmp.
-    let sources = open_sources(&spec.mounts)?;
     unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
     // Private propagation: the container's mounts never reach the host.
     mount(
@@ -106,6 +102,11 @@ pub fn launch(spec: &LaunchSpec) -> anyhow::Result<()> {
         None::<&str>,
     )
     .context("making / private in the container's mount namespace")?;
+    // Every source is opened before anything is mounted (and after the
+    // namespace exists: a bind takes its source from the caller's own
+    // namespace): a volume on /tmp would otherwise hide sources that live
+    // under /tmp, the node's state folder, as with Bookinfo's emptyDir.
+    let sources = open_sources(&spec.mounts)?;
     if spec.read_only_root {
         // Remount the root read-only first: volume targets are then created
         // beforehand, which keeps the root the pod asked for read-only.
