@@ -107,6 +107,9 @@ pub fn launch(spec: &LaunchSpec) -> anyhow::Result<()> {
     // namespace): a volume on /tmp would otherwise hide sources that live
     // under /tmp, the node's state folder, as with Bookinfo's emptyDir.
     let sources = open_sources(&spec.mounts)?;
+    // The program too: it may live under a path a volume covers.
+    let executable =
+        File::open(program).with_context(|| format!("opening the program {program}"))?;
     if spec.read_only_root {
         // Remount the root read-only first: volume targets are then created
         // beforehand, which keeps the root the pod asked for read-only.
@@ -121,7 +124,8 @@ pub fn launch(spec: &LaunchSpec) -> anyhow::Result<()> {
     drop_privileges(spec.uid, spec.gid, &spec.groups)?;
 
     let workdir = spec.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let err = Command::new(program)
+    let err = Command::new(fd_path(&executable))
+        .arg0(program)
         .args(args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -144,9 +148,14 @@ struct Source {
 
 impl Source {
     fn path(&self) -> PathBuf {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+        fd_path(&self.file)
     }
+}
+
+/// The path under which an open file stays reachable whatever is mounted.
+fn fd_path(file: &File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 fn open_sources(mounts: &[BindMount]) -> anyhow::Result<Vec<Source>> {
