@@ -631,27 +631,23 @@ impl PodCtx {
             let t = self.token(&wanted).await?;
             tokens.insert(wanted, t);
         }
-        let service_env = self.service_env();
-        let host_ip = self.ctx.host_ip();
-        let pod_ip = self.sandbox.ip.to_string();
-        let cm = |n: &str| self.config_map(n);
-        let secret = |n: &str| self.secret(n);
-        let src = EnvSources {
-            pod_ip: &pod_ip,
-            host_ip: &host_ip,
-            service_env: &service_env,
-            config_map: &cm,
-            secret: &secret,
-        };
         let stamp = Timestamp::now().as_nanosecond().to_string();
-        for v in self
+        let volumes = self
             .pod
             .spec
             .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-        {
-            let content = volumes::content(&self.pod, v, &src, &|w| tokens.get(w).cloned())
-                .map_err(|e| e.to_string())?;
+            .flat_map(|s| s.volumes.iter().flatten());
+        let contents = self
+            .with_sources(|src| {
+                volumes
+                    .map(|v| {
+                        volumes::content(&self.pod, v, src, &|w| tokens.get(w).cloned())
+                            .map(|c| (v, c))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| e.to_string())?;
+        for (v, content) in contents {
             let dir = self.dir.join("volumes").join(&v.name);
             match content {
                 VolumeContent::Files(files) => {
@@ -689,6 +685,24 @@ impl PodCtx {
         Ok(())
     }
 
+    /// What the environment and the volumes are computed from: the pod's
+    /// addresses, the Services' variables, its namespace's ConfigMaps and
+    /// Secrets from the node's caches.
+    fn with_sources<R>(&self, f: impl FnOnce(&EnvSources<'_>) -> R) -> R {
+        let service_env = self.service_env();
+        let host_ip = self.ctx.host_ip();
+        let pod_ip = self.sandbox.ip.to_string();
+        let cm = |n: &str| self.config_map(n);
+        let secret = |n: &str| self.secret(n);
+        f(&EnvSources {
+            pod_ip: &pod_ip,
+            host_ip: &host_ip,
+            service_env: &service_env,
+            config_map: &cm,
+            secret: &secret,
+        })
+    }
+
     fn fs_group(&self) -> Option<u32> {
         let sc = self.pod.spec.as_ref()?.security_context.as_ref()?;
         sc.fs_group.and_then(|g| u32::try_from(g).ok())
@@ -699,20 +713,10 @@ impl PodCtx {
         c: &ContainerSpec,
         argv_override: Option<Vec<String>>,
     ) -> Result<LaunchSpec, String> {
-        let service_env = self.service_env();
-        let host_ip = self.ctx.host_ip();
-        let pod_ip = self.sandbox.ip.to_string();
-        let cm = |n: &str| self.config_map(n);
-        let secret = |n: &str| self.secret(n);
-        let src = EnvSources {
-            pod_ip: &pod_ip,
-            host_ip: &host_ip,
-            service_env: &service_env,
-            config_map: &cm,
-            secret: &secret,
-        };
         let image = c.image.clone().unwrap_or_default();
-        let mut env = env::container_env(&self.pod, c, &src).map_err(|e| e.to_string())?;
+        let mut env = self
+            .with_sources(|src| env::container_env(&self.pod, c, src))
+            .map_err(|e| e.to_string())?;
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.insert(0, ("PATH".into(), self.ctx.images.path_env(&image)));
         }
